@@ -78,3 +78,12 @@ class CahlInputError(ValueError):
 
 class DataMissingError(FileNotFoundError):
     """A data file is absent: the message names the path and where to get it."""
+
+
+@dataclass
+class Observation:
+    """What the environment returns for one tool call: text for the model, and whether it failed."""
+
+    name: str
+    content: str
+    ok: bool = True

@@ -1,0 +1,54 @@
+"""The environment protocol and safe tool execution.
+
+An environment holds the tools of one episode. `reset(task)` starts an episode (fresh state, e.g.
+a private copy of a database); `step(calls)` executes calls in order and returns one Observation
+per call. Environments never raise on bad calls: a wrong name, missing or mistyped arguments, a
+tool that fails or runs past its time limit all become an Observation with ok=False.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from typing import Any, Callable, Protocol
+
+from cahl.types import Observation, Task, ToolCall, ToolSpec
+
+DEFAULT_TOOL_TIMEOUT_S = 2.0
+MAX_OBSERVATION_CHARS = 2000
+
+# One shared worker pool: a tool that overruns its limit is abandoned (its thread finishes in the
+# background) and the episode gets an error observation instead of hanging.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="cahl-tool")
+
+
+class Env(Protocol):
+    tools: list[ToolSpec]
+
+    def reset(self, task: Task) -> None: ...
+
+    def step(self, calls: list[ToolCall]) -> list[Observation]: ...
+
+
+def render_result(value: Any) -> str:
+    """Tool results as compact JSON text, capped so one call cannot flood the context."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) > MAX_OBSERVATION_CHARS:
+        text = text[:MAX_OBSERVATION_CHARS] + "...[truncated]"
+    return text
+
+
+def call_with_timeout(name: str, fn: Callable[..., Any], arguments: dict[str, Any],
+                      timeout_s: float = DEFAULT_TOOL_TIMEOUT_S) -> Observation:
+    """Run one tool implementation with keyword arguments under a time limit; never raises."""
+    future = _POOL.submit(fn, **arguments)
+    try:
+        value = future.result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        return Observation(name, f"Error: {name} took longer than {timeout_s:g}s", ok=False)
+    except TypeError as e:  # wrong / missing keyword arguments
+        return Observation(name, f"Error: bad arguments for {name}: {e}", ok=False)
+    except Exception as e:  # noqa: BLE001 - a tool's failure is data for the model, not a crash
+        return Observation(name, f"Error: {type(e).__name__}: {e}", ok=False)
+    return Observation(name, render_result(value), ok=True)
