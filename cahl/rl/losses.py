@@ -99,9 +99,11 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return (torch.expm1(x) - x).clamp_min(0)
 
 
-def kl_penalty(logp: Tensor, ref_logp: Tensor, mask: Tensor, agg: str = "token_mean") -> Tensor:
+def kl_penalty(
+    logp: Tensor, ref_logp: Tensor, mask: Tensor, agg: str = "token_mean", *, global_count: float | None = None
+) -> Tensor:
     """k3 KL to the reference, aggregated like the policy loss; the trainer adds beta * this."""
-    return aggregate_loss(kl_k3(logp, ref_logp), mask, agg)
+    return aggregate_loss(kl_k3(logp, ref_logp), mask, agg, global_count=global_count)
 
 
 def clipped_policy_loss(
