@@ -87,3 +87,70 @@ class Observation:
     name: str
     content: str
     ok: bool = True
+
+
+END_REASONS = ("answered", "max_turns", "context_overflow", "invalid_output_limit", "tool_error_limit")
+ROLES = ("planner", "executor", "flat")
+
+
+@dataclass
+class Turn:
+    """One sampled turn inside a trajectory: ids[start:end] were sampled by the trajectory's role."""
+
+    start: int
+    end: int
+    text: str  # decoded sampled text (for parsing, rewards and logs; training uses the ids)
+    parsed: ParsedOutput
+    finish: str  # "stop" | "length"
+    feedback: str = ""  # text appended after this turn (observations, result, correction); not trained
+
+
+@dataclass
+class Trajectory:
+    """Everything one role did in one (sub-)episode, as a single token sequence.
+
+    ids = prompt + turn_1 + feedback_1 + turn_2 + ...; loss_mask[i] = 1 exactly where ids[i] was
+    sampled by this trajectory's role; logprobs[i] is that sample's log-prob (0.0 elsewhere).
+    Tree addresses: a planner plan is node "p{i}"; its k-th sub-task "p{i}.s{k}"; executor attempt
+    j at that sub-task "p{i}.s{k}.a{j}" whose parent is "p{i}". Flat episodes are "f{i}".
+    GRPO groups: planner plans of a task share (task_id, "planner", "root"); the G_L executor
+    attempts at one sub-task share (task_id, "executor", "p{i}.s{k}").
+    """
+
+    role: str
+    task_id: str
+    node: str
+    parent: str | None
+    group_id: tuple[str, str, str]
+    ids: list[int]
+    loss_mask: list[int]
+    logprobs: list[float]
+    prompt_len: int
+    turns: list[Turn] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)  # calls this trajectory's turns made
+    observations: list[Observation] = field(default_factory=list)
+    end_reason: str = ""
+    reward: RewardResult | None = None
+    advantage: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def append(self, ids: list[int], sampled: bool, logprobs: list[float] | None = None) -> None:
+        self.ids.extend(ids)
+        self.loss_mask.extend([1 if sampled else 0] * len(ids))
+        self.logprobs.extend(logprobs if sampled and logprobs is not None else [0.0] * len(ids))
+
+
+@dataclass
+class Episode:
+    """One task's rollout under one plan (hierarchical) or one flat sample: what benchmarks score.
+
+    `calls` are the tool calls of the episode in order (for the hierarchy: the calls of the chosen
+    executor attempt of each sub-task); `response` is the final answer text, if any.
+    """
+
+    task: Task
+    node: str
+    calls: list[ToolCall]
+    response: str | None
+    end_reason: str
+    trajectories: list[Trajectory]  # the planner/flat trajectory first, then executor attempts

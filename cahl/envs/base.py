@@ -52,3 +52,38 @@ def call_with_timeout(name: str, fn: Callable[..., Any], arguments: dict[str, An
     except Exception as e:  # noqa: BLE001 - a tool's failure is data for the model, not a crash
         return Observation(name, f"Error: {type(e).__name__}: {e}", ok=False)
     return Observation(name, render_result(value), ok=True)
+
+
+def fork_env(env: Env) -> Env:
+    """An independent copy of an episode's environment state (for parallel executor attempts).
+
+    Environments with large shared read-only parts (a search index) define `fork()` themselves.
+    """
+    import copy
+
+    fork = getattr(env, "fork", None)
+    return fork() if callable(fork) else copy.deepcopy(env)
+
+
+class FunctionCallEnv:
+    """BFCL / ToolRL-style tasks: calls are recorded, a neutral observation is returned.
+
+    `ends_on_call`: these benchmarks score one model turn, so the episode ends at the first turn
+    that makes calls.
+    """
+
+    ends_on_call = True
+
+    def __init__(self, tools: list[ToolSpec] | None = None):
+        self.tools = tools or []
+
+    def reset(self, task: Task) -> None:
+        self.tools = task.tools
+
+    def step(self, calls: list[ToolCall]) -> list[Observation]:
+        known = {t.get("name") for t in self.tools}
+        return [Observation(c.name, "ok: call recorded" if c.name in known else f"Error: unknown tool {c.name}",
+                            ok=c.name in known) for c in calls]
+
+    def fork(self) -> "FunctionCallEnv":
+        return FunctionCallEnv(self.tools)
