@@ -130,7 +130,8 @@ class HttpSearchBackend:
         self.timeout_s = timeout_s
 
     def search(self, query: str, k: int) -> list[dict[str, str]]:
-        url = self.url_template.format(query=urllib.parse.quote(query), k=k)
+        # str.replace, not format: a template may hold other braces.
+        url = self.url_template.replace("{query}", urllib.parse.quote(query)).replace("{k}", str(k))
         request = urllib.request.Request(url, headers=self.headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
