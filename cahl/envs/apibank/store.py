@@ -1,0 +1,102 @@
+"""The databases the API-Bank APIs read and write, and one episode's private view of them.
+
+The init databases (`init_database/*.json`, 3.2 MB, ImageCaptioning.json alone 2.5 MB) are parsed
+once per process and never modified. An episode reads them in place and copies a table only the
+first time one of its APIs writes to it (copy-on-write), so `reset` costs nothing and episodes
+never see each other's changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from pathlib import Path
+from typing import Any
+
+from cahl.paths import iter_jsonl, read_json, require_file, require_keys
+
+SOURCE = "AlibabaResearch/DAMO-ConvAI api-bank (see apibank/MANIFEST.md in the data directory)"
+SAMPLE_DIRS = ("lv1-lv2-samples/level-1-given-desc", "lv1-lv2-samples/level-2-toolsearcher")
+
+_LOAD_LOCK = threading.RLock()  # tools run in worker threads; parse each file once
+EPISODE_TABLES = frozenset({"BankAccounts", "SentEmails"})  # no init file: they start empty
+
+
+@functools.cache
+def _load_table(root: Path, table: str) -> Any:
+    return read_json(require_file(root / "init_database" / f"{table}.json", SOURCE))
+
+
+def init_table(root: Path, table: str) -> Any:
+    """The shared, read-only init database `table` under `root` (parsed on first use)."""
+    with _LOAD_LOCK:
+        return _load_table(root, table)
+
+
+@functools.cache
+def _caption_index(root: Path) -> dict[str, str]:
+    rows = init_table(root, "ImageCaptioning")
+    index = {}
+    for i, row in enumerate(rows):
+        require_keys(row, ["url", "caption"], f"{root}/init_database/ImageCaptioning.json[{i}]")
+        index[row["url"].strip()] = row["caption"]
+    return index
+
+
+def caption_index(root: Path) -> dict[str, str]:
+    """ImageCaptioning.json (a list of {url, caption}) as a url -> caption lookup."""
+    with _LOAD_LOCK:
+        return _caption_index(root)
+
+
+def sample_files(root: Path) -> list[Path]:
+    """Every level-1 and level-2 sample dialogue, in a stable order."""
+    return [path for folder in SAMPLE_DIRS for path in sorted((root / folder).glob("*.jsonl"))]
+
+
+@functools.cache
+def _recorded(root: Path, api_name: str) -> tuple[tuple[dict, Any], ...]:
+    found = []
+    for path in sample_files(root):
+        for lineno, turn in iter_jsonl(path):
+            if turn.get("role") == "API" and turn.get("api_name") == api_name:
+                require_keys(turn, ["param_dict", "result"], f"{path}:{lineno}")
+                if turn["result"].get("exception") is None:
+                    found.append((turn["param_dict"], turn["result"]["output"]))
+    return tuple(found)
+
+
+def recorded_outputs(root: Path, api_name: str) -> tuple[tuple[dict, Any], ...]:
+    """(arguments, output) of every successful `api_name` call recorded in the sample dialogues.
+
+    The offline stand-in for APIs whose originals call a web service (Dictionary, Translate):
+    the dataset ships no table for them, only these recorded answers.
+    """
+    with _LOAD_LOCK:
+        return _recorded(root, api_name)
+
+
+class EpisodeState:
+    """One episode's databases: shared init tables until first written, then a private copy."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._own: dict[str, Any] = {}
+        self.pending_password_reset: str | None = None  # username after ForgotPassword's first call
+
+    def read(self, table: str) -> Any:
+        """The table for reading; callers must not modify what they get."""
+        if table in self._own:
+            return self._own[table]
+        return {} if table in EPISODE_TABLES else init_table(self.root, table)
+
+    def write(self, table: str) -> Any:
+        """The episode's own copy of the table, made on first write."""
+        if table not in self._own:
+            self._own[table] = {} if table in EPISODE_TABLES else copy.deepcopy(init_table(self.root, table))
+        return self._own[table]
+
+    @property
+    def copied_tables(self) -> list[str]:
+        return sorted(self._own)
