@@ -38,7 +38,7 @@ from cahl.envs.synth.tools import TOOL_LIST, TOOLS
 from cahl.types import CahlInputError, Task, ToolCall
 
 MAX_STEPS = 6
-MAX_TAIL = 3
+MAX_TAIL = 3  # instructions after the core; the rest of a task's steps are lookups
 TRAIN_PERCENT = 80
 SPLITS = ("train", "test")
 
@@ -118,6 +118,8 @@ CORE_OPS: list[CoreOp] = [
 
 @dataclass(frozen=True)
 class Leaf:
+    """A table key taken from the question, e.g. value "Engineering", phrase "the Engineering department"."""
+
     value: str
     phrase: str
 
@@ -137,8 +139,8 @@ class Instruction:
 
     tool: str
     input: str
-    constants: dict[str, Any] = field(default_factory=dict)
-    sentence: str = ""
+    constants: dict[str, Any]
+    sentence: str
 
 
 @functools.lru_cache(maxsize=None)
@@ -261,7 +263,8 @@ def _execute(expr: Leaf | Node, run: _Run) -> tuple[Any, int | None]:
     if isinstance(expr, Leaf):
         return expr.value, None
     inputs = {p: _execute(a, run) for p, a in expr.args.items() if isinstance(a, (Leaf, Node))}
-    return _call(run, expr.tool, expr.args, inputs)
+    constants = {p: a for p, a in expr.args.items() if p not in inputs}
+    return _call(run, expr.tool, constants, inputs)
 
 
 def _call(run: _Run, tool: str, constants: dict[str, Any],
@@ -287,6 +290,8 @@ def _joins(expr: Leaf | Node | Any) -> bool:
 
 
 def _question(rng: random.Random, core: Node, tail: list[Instruction]) -> str:
+    """The request: the core as one noun phrase (the decomposition is left to the planner), then
+    the tail's instructions in order."""
     if not tail:
         return rng.choice(["What is {}?", "Find {}.", "Tell me {}.", "Look up {}.",
                            "I need to know {}."]).format(core.phrase)
