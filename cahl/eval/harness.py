@@ -1,0 +1,94 @@
+"""`cahl eval`: roll out an agent on benchmark items and score each exactly as the benchmark does.
+
+Writes OUT/eval.json (per benchmark and category: n, accuracy, extra means, end reasons; per item:
+id, output text, parsed calls, verdict, error type) and OUT/eval.md (a Markdown table).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cahl.agents.chat import ChatFormat
+from cahl.agents.rollout import Policies, Rollout, RolloutConfig
+from cahl.eval.benchmarks import parse_bench_spec
+from cahl.types import Episode
+
+
+def load_bench_tasks(spec: str, limit: int, data_dir: str | None):
+    """[(benchmark, category, tasks)] for a --bench spec, `limit` items per category (0 = all)."""
+    out = []
+    for bench, cat in parse_bench_spec(spec):
+        tasks = bench.load(cat, data_dir or None)
+        out.append((bench, cat, tasks[:limit] if limit else tasks))
+    return out
+
+
+def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, bench_spec: str, limit: int,
+             out_dir: str | Path, data_dir: str | None = None, batch_size: int = 16, label: str = "eval") -> dict:
+    """Run and score; return the summary dict that is also written to OUT/{label}.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups = load_bench_tasks(bench_spec, limit, data_dir)
+    cfg = replace(rollout_cfg, plans_per_task=1, attempts_per_subtask=1)
+    items, summary = [], {}
+    t0 = time.perf_counter()
+    with tqdm(total=sum(len(t) for _, _, t in groups), desc=label, unit="task", dynamic_ncols=True) as bar:
+        for bench, cat, tasks in groups:
+            rows = []
+            for i in range(0, len(tasks), batch_size):
+                rollout = Rollout(policies, chat, replace(cfg, seed=cfg.seed + i))
+                for ep in rollout.run(tasks[i:i + batch_size], bench.make_env):
+                    rows.append(_item(bench.name, cat, ep, bench.score(ep.task, ep)))
+                    bar.update(1)
+            items.extend(rows)
+            summary.setdefault(bench.name, {})[cat] = _summarize(rows)
+    result = {"agent": cfg.agent, "bench": bench_spec, "limit": limit, "seconds": round(time.perf_counter() - t0, 1),
+              "benchmarks": summary, "notes": {b.name: b.note for b, _, _ in groups if b.note}, "items": items}
+    (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str))
+    (out_dir / f"{label}.md").write_text(markdown_table(result))
+    return result
+
+
+def _item(bench: str, cat: str, ep: Episode, verdict) -> dict:
+    head = ep.trajectories[0]
+    executors = [t for t in ep.trajectories[1:]]
+    solved = [t.meta.get("solved") for t in executors if t.meta.get("chosen")]
+    return {
+        "bench": bench, "category": cat, "id": ep.task.id, "correct": verdict.correct,
+        "error_type": verdict.error_type, **verdict.scores, "end_reason": ep.end_reason,
+        "calls": [c.to_json() for c in ep.calls], "response": ep.response,
+        "output": [t.text for t in head.turns],
+        "executor_outputs": [[t.text for t in x.turns] for x in executors if x.meta.get("chosen")],
+        "subtasks": len(solved), "subtasks_solved": sum(bool(s) for s in solved),
+    }
+
+
+def _summarize(rows: list[dict]) -> dict:
+    n = len(rows)
+    out = {"n": n, "accuracy": sum(r["correct"] for r in rows) / n if n else 0.0}
+    for key in ("em", "f1"):
+        if rows and key in rows[0]:
+            out[key] = sum(r[key] for r in rows) / n
+    out["end_reasons"] = dict(Counter(r["end_reason"] for r in rows))
+    subtasks = sum(r["subtasks"] for r in rows)
+    if subtasks:
+        out["alignment"] = sum(r["subtasks_solved"] for r in rows) / subtasks
+    return out
+
+
+def markdown_table(result: dict) -> str:
+    lines = [f"# Evaluation ({result['agent']} agent)", "",
+             "| benchmark | category | n | accuracy | EM | F1 | alignment |", "|---|---|---|---|---|---|---|"]
+    for bench, cats in result["benchmarks"].items():
+        for cat, s in cats.items():
+            fmt = lambda k: f"{s[k]:.3f}" if k in s else ""
+            lines.append(f"| {bench} | {cat} | {s['n']} | {s['accuracy']:.3f} | {fmt('em')} | {fmt('f1')} | {fmt('alignment')} |")
+    for bench, note in result.get("notes", {}).items():
+        lines.append(f"\n{bench}: {note}")
+    return "\n".join(lines) + "\n"
