@@ -8,7 +8,8 @@ Categories keep BFCL's own names per version (v4 renamed simple/java/javascript 
 simple_python/simple_java/simple_javascript; the old names are accepted as aliases). v3's
 `multi_turn_composite` is left out, as BFCL's own "all" collection leaves it out: 16 of its
 ground-truth call strings are not valid Python. v4's memory, web_search and format_sensitivity
-need BFCL's agentic back-ends and are not loaded.
+need BFCL's agentic back-ends and are not loaded. Ids are BFCL's, as shipped: v3 live_relevance
+has two different items with id live_relevance_3-3-0.
 
 What a Task holds (DESIGN §6):
 - messages: the first turn of `question` (live items may start with a system message);
