@@ -5,8 +5,9 @@ The official checker (gorilla BFCL: `bfcl/eval_checker/ast_eval/ast_checker.py` 
 the same rules) decides whether one model answer, already decoded into BFCL's call form
 `[{"fn_name": {"arg": value}}]`, matches the possible answers `[{"fn_name": {"arg": [allowed
 values]}}]`. We reproduce its verdicts and its error_type strings exactly, quirks included (they
-are what the leaderboard measures); `benchmarks/bfcl_checker_agreement.py` runs both checkers on
-tens of thousands of generated answers and must report no disagreement.
+are what the leaderboard measures). `python3 benchmarks/bfcl_checker_agreement.py` runs both
+checkers on answers generated to probe every rule: 357,773 answers over the 26 AST categories of
+v3 and v4, 0 disagreements on (valid, error_type).
 
 The rules, in the order the official checker applies them:
 - irrelevance categories pass iff the answer holds no call; live_relevance iff it holds one;
@@ -30,6 +31,7 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cahl.data import bfcl
 from cahl.paths import iter_jsonl, require_keys
 from cahl.types import CahlInputError
 
@@ -100,8 +102,6 @@ def score_predictions(version: str, path: Path) -> list[dict]:
     Returns `[{"id", "category", "valid", "error_type"}]` in input order. Only AST categories can
     be scored this way (multi-turn answers are judged by executing them, not by this checker).
     """
-    from cahl.data import bfcl  # imported here: the data module is the heavier dependency
-
     bfcl.check_version(version)
     path = Path(path)
     tasks: dict[str, dict[str, Any]] = {}
