@@ -34,7 +34,7 @@ STOP = {
 
 @dataclass
 class RolloutConfig:
-    agent: str = "flat"  # "flat" or "hierarchical"
+    agent: str = "flat"  # "flat", "hierarchical", or "executor" (executor alone on sub-tasks)
     plans_per_task: int = 1  # G_H: planner samples per task (flat: samples per task)
     attempts_per_subtask: int = 1  # G_L: executor samples per sub-task
     max_planner_turns: int = 4  # planner turns per episode
@@ -237,11 +237,14 @@ class Rollout:
                 if self.cfg.agent == "flat":
                     traj = self._new_traj("flat", task, f"f{i}", None, "root", task.messages)
                     actor: _Actor = _ToolActor(self, traj, env, task, answer_tag="response")
+                elif self.cfg.agent == "executor":  # executor alone on (oracle) sub-tasks
+                    traj = self._new_traj("executor", task, f"e{i}", None, "root", task.messages)
+                    actor = _ToolActor(self, traj, env, task, answer_tag="result")
                 elif self.cfg.agent == "hierarchical":
                     traj = self._new_traj("planner", task, f"p{i}", None, "root", task.messages)
                     actor = _PlannerActor(self, traj, env, task)
                 else:
-                    raise ValueError(f"rollout.agent: expected 'flat' or 'hierarchical', got {self.cfg.agent!r}")
+                    raise ValueError(f"rollout.agent: expected 'flat', 'hierarchical' or 'executor', got {self.cfg.agent!r}")
                 roots.append((task, actor))
         self._live = [a for _, a in roots]
         reported: set[int] = set()

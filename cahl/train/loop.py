@@ -1,0 +1,283 @@
+"""The training loop: SFT warm start, then GRPO under a schedule (DESIGN §5).
+
+Each GRPO step reads top to bottom:
+    1. rollout      episodes for this step's tasks (hierarchical, flat, or executor-only)
+    2. rewards      every trajectory gets a RewardResult (components logged)
+    3. advantages   group-normalised per role; zero-variance groups filtered and counted
+    4. update       one optimizer step per trained role, on the tokens that role sampled
+    5. log          metrics.jsonl + TensorBoard
+    6. checkpoint   atomic; `--resume` continues from the newest verified one exactly
+
+Schedules: joint = both roles every step on the same rollouts (CAHL); separate = executor alone on
+oracle sub-tasks for the first half, then the planner on outcome with the executor frozen; flat =
+one policy, ToolRL reward. Every step's tasks and seeds are a function of (seed, step), so a
+resumed run sees the same batches and samples as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from cahl.agents.chat import ChatFormat
+from cahl.agents.rollout import Rollout
+from cahl.envs.registry import make_env
+from cahl.rl.advantages import group_advantages
+from cahl.train.checkpoint import latest_checkpoint, load_state, save_checkpoint, set_rng_state
+from cahl.train.metrics import MetricsLogger
+from cahl.train.oracle import executor_examples, flat_example, oracle_subtasks, planner_example
+from cahl.train.update import grpo_step, sft_step
+from cahl.types import Task
+
+SCHEDULE_ROLES = {"joint": ("planner", "executor"), "separate": ("planner", "executor"), "flat": ("flat",)}
+
+
+# -- data -----------------------------------------------------------------------------------------
+def training_tasks(cfg) -> list[Task]:
+    """The training pool: generated multi-step tasks and ToolRL's SFT set (deduplicated against its test split)."""
+    tasks: list[Task] = []
+    t = cfg.train
+    for source in t.data:
+        if source == "synth":
+            from cahl.envs.synth import generate_tasks
+
+            tasks += generate_tasks(t.n_synth, seed=cfg.seed, min_steps=t.synth_min_steps,
+                                    max_steps=t.synth_max_steps, n_distractors=t.synth_distractors, split="train")
+        elif source == "toolrl":
+            from cahl.data.toolrl import dedup_against, load_toolrl_sft, load_toolrl_test
+
+            kept, _ = dedup_against(load_toolrl_sft(cfg.data_dir or None), load_toolrl_test(cfg.data_dir or None))
+            tasks += kept[: t.n_toolrl] if t.n_toolrl else kept
+        else:
+            from cahl.types import CahlInputError
+
+            raise CahlInputError(f"train.data: unknown source {source!r}; expected 'synth' or 'toolrl'")
+    return tasks
+
+
+def ends_on_call(task: Task) -> bool:
+    return bool(getattr(make_env(task), "ends_on_call", False))
+
+
+def sft_pools(chat: ChatFormat, tasks: list[Task], roles, max_len: int) -> dict[str, list]:
+    """Oracle SFT examples per role; examples longer than max_len tokens are dropped (counted)."""
+    pools: dict[str, list] = {r: [] for r in roles}
+    for task in tasks:
+        once = ends_on_call(task)
+        if "flat" in roles:
+            pools["flat"].append(flat_example(chat, task, once))
+        if "planner" in roles:
+            pools["planner"].append(planner_example(chat, task))
+        if "executor" in roles:
+            pools["executor"] += executor_examples(chat, task, once)
+    return {r: [e for e in ex if len(e[0]) <= max_len] for r, ex in pools.items()}
+
+
+def subtask_tasks(tasks: list[Task]) -> list[Task]:
+    """Oracle sub-tasks as executor-only tasks (the separate schedule's stage 1)."""
+    out = []
+    for task in tasks:
+        for k, (text, call) in enumerate(zip(oracle_subtasks(task), task.gold_calls or [])):
+            out.append(replace(task, id=f"{task.id}#s{k}", messages=[{"role": "user", "content": text}],
+                               gold_calls=[call], gold_answer=None, meta={**task.meta, "oracle_step": k}))
+    return out
+
+
+# -- the plan of steps ----------------------------------------------------------------------------
+def step_plan(cfg) -> list[tuple[str, tuple[str, ...], str]]:
+    """[(phase, roles trained, rollout agent)] for every global step; SFT steps first."""
+    roles = SCHEDULE_ROLES[cfg.train.schedule]
+    plan = [("sft", roles, "")] * cfg.sft.steps
+    n = cfg.train.steps
+    if cfg.train.schedule == "joint":
+        plan += [("grpo", roles, "hierarchical")] * n
+    elif cfg.train.schedule == "flat":
+        plan += [("grpo", ("flat",), "flat")] * n
+    else:  # separate: executor on oracle sub-tasks, then planner with the executor frozen
+        plan += [("grpo", ("executor",), "executor")] * (n // 2) + [("grpo", ("planner",), "hierarchical")] * (n - n // 2)
+    return plan
+
+
+def _rng(seed: int, step: int, what: str) -> random.Random:
+    return random.Random(f"{seed}:{step}:{what}")
+
+
+# -- steps ----------------------------------------------------------------------------------------
+def run_sft_step(ctx, step: int, roles) -> dict:
+    metrics = {}
+    for role in roles:
+        pool = ctx.sft_pool[role]
+        batch = _rng(ctx.cfg.seed, step, f"sft-{role}").sample(pool, min(ctx.cfg.sft.batch_size, len(pool)))
+        m = sft_step(ctx.policies, role, ctx.sft_optimizers[role], batch, ctx.cfg.train.max_tokens,
+                     ctx.cfg.train.grad_clip, ctx.pad_id)
+        metrics.update({f"sft/{role}/{k}": v for k, v in m.items()})
+    return metrics
+
+
+def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
+    cfg, t0 = ctx.cfg, time.perf_counter()
+    pool = ctx.subtask_pool if agent == "executor" else ctx.tasks
+    n_tasks = cfg.train.tasks_per_step
+    tasks = _rng(cfg.seed, step, "tasks").sample(pool, min(n_tasks, len(pool)))
+    rcfg = replace(cfg.rollout, agent=agent, seed=_rng(cfg.seed, step, "rollout").getrandbits(31))
+
+    # 1. rollout
+    rollout = Rollout(ctx.policies, ctx.chat, rcfg)
+    episodes = rollout.run(tasks, make_env)
+    t1 = time.perf_counter()
+
+    # 2. rewards
+    reward_cfg = cfg.reward
+    if cfg.train.schedule == "separate" and agent == "hierarchical":
+        reward_cfg = replace(reward_cfg, w_align=0.0)  # stage 2 trains the planner on outcome alone
+    metrics = score(episodes, reward_cfg, agent)
+    t2 = time.perf_counter()
+
+    # 3. advantages and 4. update, per role
+    for role in roles:
+        trajs = [tr for ep in episodes for tr in ep.trajectories if tr.role == role]
+        if not trajs:
+            continue
+        rewards = torch.tensor([tr.reward.score for tr in trajs], dtype=torch.float32)
+        adv, zero, am = group_advantages(rewards, [tr.group_id for tr in trajs], scale_by_std=cfg.train.scale_by_std)
+        metrics.update({f"adv/{role}/{k}": v for k, v in am.items()})
+        keep = [i for i in range(len(trajs)) if not bool(zero[i])]
+        metrics[f"train/{role}/trajectories"] = len(keep)
+        if not keep:
+            continue
+        for i in keep:
+            trajs[i].advantage = float(adv[i])
+        m = grpo_step(ctx.policies, role, ctx.optimizers[role], [trajs[i] for i in keep], [float(adv[i]) for i in keep],
+                      eps_low=cfg.train.eps_low, eps_high=cfg.train.eps_high, kl_beta=cfg.train.kl_beta,
+                      max_tokens=cfg.train.max_tokens, grad_clip=cfg.train.grad_clip, pad_id=ctx.pad_id,
+                      temperature=max(cfg.rollout.temperature, 1e-6))
+        metrics.update({f"train/{role}/{k}": v for k, v in m.items()})
+        ctx.counters[f"optimizer_steps/{role}"] += 1
+    t3 = time.perf_counter()
+
+    ctx.counters["episodes"] += len(episodes)
+    ctx.counters["trajectories"] += sum(len(ep.trajectories) for ep in episodes)
+    for k, v in rollout.stats.seconds.items():
+        metrics[f"time/rollout_{k}"] = v
+    for k, v in rollout.stats.generated_tokens.items():
+        metrics[f"tokens/generated_{k}"] = v
+    metrics.update({"time/rollout": t1 - t0, "time/reward": t2 - t1, "time/update": t3 - t2})
+    ctx.last_episodes = episodes
+    return metrics
+
+
+def score(episodes, reward_cfg, agent: str) -> dict:
+    """Fill every trajectory's reward; return reward metrics (per role and component) and end reasons."""
+    from cahl.rewards.hierarchy import executor_reward, score_episodes
+
+    if agent == "executor":
+        for ep in episodes:
+            for tr in ep.trajectories:
+                tr.reward = executor_reward(tr, ep.task, list(ep.task.gold_calls or []), reward_cfg)
+                tr.meta["solved"] = tr.reward.success
+        metrics = _reward_metrics(episodes)
+    else:
+        metrics = {f"reward/{k}": v for k, v in score_episodes(episodes, reward_cfg).items()}
+        metrics.update(_reward_metrics(episodes))
+    reasons = Counter(ep.end_reason for ep in episodes)
+    metrics.update({f"end_reason/{r}": c / len(episodes) for r, c in reasons.items()})
+    lengths = [len(t.ids) - t.prompt_len for ep in episodes for t in ep.trajectories]
+    metrics["length/mean_completion_tokens"] = sum(lengths) / max(len(lengths), 1)
+    return metrics
+
+
+def _reward_metrics(episodes) -> dict:
+    by_role: dict[str, list] = {}
+    for ep in episodes:
+        for tr in ep.trajectories:
+            if tr.reward is not None:
+                by_role.setdefault(tr.role, []).append(tr.reward)
+    out = {}
+    for role, rs in by_role.items():
+        out[f"reward/{role}/mean"] = sum(r.score for r in rs) / len(rs)
+        out[f"reward/{role}/success"] = sum(r.success for r in rs) / len(rs)
+        for comp in rs[0].components:
+            out[f"reward/{role}/{comp}"] = sum(r.components.get(comp, 0.0) for r in rs) / len(rs)
+    return out
+
+
+# -- the run --------------------------------------------------------------------------------------
+class _Ctx:
+    pass
+
+
+def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
+    """Run SFT + GRPO as configured; returns the run folder. `stop_after` ends early (for tests)."""
+    from cahl.agents.policy import PolicySet
+    from cahl.config import to_dict
+
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    roles = SCHEDULE_ROLES[cfg.train.schedule]
+    ctx = _Ctx()
+    ctx.cfg = cfg
+    ctx.policies = PolicySet.create(cfg.model, roles=roles)
+    ctx.chat = ChatFormat(ctx.policies.tokenizer)
+    ctx.pad_id = ctx.policies.tokenizer.pad_token_id or 0
+    ctx.tasks = training_tasks(cfg)
+    ctx.subtask_pool = subtask_tasks(ctx.tasks)
+    ctx.sft_pool = sft_pools(ctx.chat, ctx.tasks, roles, cfg.sft.max_len) if cfg.sft.steps else {}
+    lr = {"planner": cfg.train.lr_planner, "executor": cfg.train.lr_executor, "flat": cfg.train.lr_executor}
+    ctx.optimizers = {r: torch.optim.AdamW(ctx.policies.parameters(r), lr=lr[r], weight_decay=0.0) for r in roles}
+    ctx.sft_optimizers = {r: torch.optim.AdamW(ctx.policies.parameters(r), lr=cfg.sft.lr, weight_decay=0.0) for r in roles}
+    ctx.counters = Counter()
+    logger = MetricsLogger(run_dir, tensorboard=cfg.train.tensorboard)
+    plan = step_plan(cfg)
+
+    start = 0
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if ckpt is not None:
+        ctx.policies.load_adapters(ckpt)
+        state = load_state(ckpt)
+        for r in roles:
+            ctx.optimizers[r].load_state_dict(torch.load(ckpt / f"optim_{r}.pt"))
+            if (ckpt / f"optim_sft_{r}.pt").is_file():
+                ctx.sft_optimizers[r].load_state_dict(torch.load(ckpt / f"optim_sft_{r}.pt"))
+        set_rng_state(state["rng"])
+        ctx.counters = Counter(state["counters"])
+        start = state["step"]
+        logger.truncate_after(start)
+        print(f"cahl: resumed from {ckpt} at step {start}/{len(plan)}")
+    elif resume:
+        print(f"cahl: --resume given but {run_dir} has no checkpoint; starting from step 0")
+    if start == 0:
+        import yaml
+
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+    bar = tqdm(total=len(plan), initial=start, desc=f"train ({cfg.train.schedule})", unit="step", dynamic_ncols=True)
+    for step in range(start, len(plan)):
+        phase, step_roles, agent = plan[step]
+        t0 = time.perf_counter()
+        if phase == "sft":
+            metrics = run_sft_step(ctx, step, step_roles)
+        else:
+            metrics = run_grpo_step(ctx, step, step_roles, agent)
+        metrics.update({"phase": phase, "time/step": time.perf_counter() - t0, **dict(ctx.counters)})
+        logger.log(step + 1, metrics)
+        bar.update(1)
+        shown = {k.split("/")[1][:4]: round(v, 3) for k, v in metrics.items() if k.endswith("/mean") and k.startswith("reward/")}
+        bar.set_postfix(phase=phase, **shown)
+        if (step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == len(plan):
+            optims = {**ctx.optimizers, **{f"sft_{r}": o for r, o in ctx.sft_optimizers.items()}}
+            save_checkpoint(run_dir, step + 1, ctx.policies, optims, {"counters": dict(ctx.counters)})
+        if stop_after is not None and step + 1 >= stop_after:
+            break
+    bar.close()
+    ctx.policies.save(run_dir / "final")
+    return run_dir

@@ -1,0 +1,67 @@
+"""One optimizer step for one role: SFT (negative log-likelihood) or GRPO (clipped policy loss).
+
+Both run over token sequences with a loss mask, micro-batched by a token budget; the step's loss
+is a token mean over the whole step (each micro-batch divides by the step's total token count, so
+accumulation gives exactly the full-batch gradient).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cahl.rl.losses import clipped_policy_loss, kl_k3
+from cahl.train.batching import micro_batches, pack, token_logprobs
+
+
+def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], list[int]]], max_tokens: int,
+             grad_clip: float, pad_id: int) -> dict:
+    total = sum(sum(m[1:]) for _, m in examples)
+    loss_sum = 0.0
+    optimizer.zero_grad(set_to_none=True)
+    with policies.use_role(role) as model:
+        model.train()
+        for idx in micro_batches([len(e[0]) for e in examples], max_tokens):
+            batch = pack([examples[i][0] for i in idx], [examples[i][1] for i in idx], pad_id=pad_id)
+            logp = token_logprobs(model, batch)
+            loss = -(logp[batch.mask.to(logp.device)]).sum() / max(total, 1)
+            loss.backward()
+            loss_sum += float(loss)
+        model.eval()
+    norm = torch.nn.utils.clip_grad_norm_(policies.parameters(role), grad_clip)
+    optimizer.step()
+    return {"loss": loss_sum, "grad_norm": float(norm), "tokens": total}
+
+
+def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *, eps_low: float,
+              eps_high: float, kl_beta: float, max_tokens: int, grad_clip: float, pad_id: int,
+              temperature: float = 1.0) -> dict:
+    """Clipped policy-gradient step on the tokens this role sampled (loss_mask), old log-probs from rollout."""
+    total = sum(sum(t.loss_mask) for t in trajs)
+    sums = {"loss": 0.0, "kl": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "ratio_max": 0.0}
+    optimizer.zero_grad(set_to_none=True)
+    with policies.use_role(role) as model:
+        model.train()
+        for idx in micro_batches([len(t.ids) for t in trajs], max_tokens):
+            batch = pack([trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx],
+                         [trajs[i].logprobs for i in idx], pad_id=pad_id)
+            mask = batch.mask
+            logp = token_logprobs(model, batch, temperature)
+            adv = torch.tensor([advantages[i] for i in idx], dtype=torch.float32)
+            loss, m = clipped_policy_loss(logp, batch.values.to(logp.device), adv.to(logp.device), mask.to(logp.device),
+                                          eps_low=eps_low, eps_high=eps_high, agg="token_mean", global_count=total)
+            if kl_beta > 0:
+                with policies.reference() as ref_model, torch.no_grad():
+                    ref = token_logprobs(ref_model, batch, temperature)
+                kl = kl_k3(logp, ref)[mask].sum() / total
+                loss = loss + kl_beta * kl
+                sums["kl"] += float(kl)
+            loss.backward()
+            share = float(mask.sum()) / max(total, 1)
+            sums["loss"] += float(loss)
+            sums["clip_frac_low"] += m["clip_frac_low"] * share
+            sums["clip_frac_high"] += m["clip_frac_high"] * share
+            sums["ratio_max"] = max(sums["ratio_max"], m["ratio_max"])
+        model.eval()
+    norm = torch.nn.utils.clip_grad_norm_(policies.parameters(role), grad_clip)
+    optimizer.step()
+    return {**sums, "grad_norm": float(norm), "tokens": total}
