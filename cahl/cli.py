@@ -46,6 +46,83 @@ def cmd_eval(args) -> None:
     print(f"wrote {Path(cfg.out, 'eval.json')} ({result['seconds']} s)")
 
 
+def _eval_rollout(cfg, agent: str):
+    from dataclasses import replace
+
+    return replace(cfg.rollout, agent=agent, temperature=cfg.eval.temperature, max_new_tokens=cfg.eval.max_new_tokens)
+
+
+def cmd_train(args) -> None:
+    from cahl.agents.build import build_policies
+    from cahl.agents.chat import ChatFormat
+    from cahl.agents.policy import PolicySet
+    from cahl.eval.harness import evaluate
+    from cahl.eval.report import write_report
+    from cahl.train.loop import train
+
+    cfg = _config(args, [])
+    run_dir = Path(cfg.out)
+    agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
+    evaluating = bool(cfg.train.eval_bench)
+    if evaluating and not (run_dir / "eval_before.json").is_file():
+        policies, chat = build_policies(cfg.model)  # the untrained base model
+        evaluate(policies, chat, _eval_rollout(cfg, agent), cfg.train.eval_bench, cfg.train.eval_limit, run_dir,
+                 cfg.data_dir or None, cfg.eval.batch_size, label="eval_before")
+        del policies
+    train(cfg, resume=args.resume)
+    if evaluating:
+        policies = PolicySet.from_checkpoint(cfg.model, run_dir / "final")
+        evaluate(policies, ChatFormat(policies.tokenizer), _eval_rollout(cfg, agent), cfg.train.eval_bench,
+                 cfg.train.eval_limit, run_dir, cfg.data_dir or None, cfg.eval.batch_size, label="eval_after")
+    report = write_report(run_dir)
+    print(report.read_text().split("## Plots")[0])
+    print(f"report: {report} (and {report.with_suffix('.html')})")
+
+
+def cmd_report(args) -> None:
+    from cahl.eval.report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+
+
+def cmd_rollout(args) -> None:
+    import dataclasses
+    import time
+
+    from cahl.agents.invariants import episode_problems
+    from cahl.agents.policy import PolicySet
+    from cahl.agents.chat import ChatFormat
+    from cahl.agents.rollout import Rollout
+    from cahl.envs.registry import make_env
+    from cahl.train.loop import training_tasks
+
+    cfg = _config(args, [])
+    policies = PolicySet.from_checkpoint(cfg.model, args.adapters) if args.adapters else PolicySet.create(cfg.model)
+    tasks = training_tasks(cfg)[: args.n]
+    rollout = Rollout(policies, ChatFormat(policies.tokenizer), cfg.rollout)
+    t0 = time.perf_counter()
+    episodes = rollout.run(tasks, make_env)
+    wall = time.perf_counter() - t0
+    problems = [p for ep in episodes for p in episode_problems(ep)]
+    n = 0
+    with open(args.dump, "w") as f:
+        for ep in episodes:
+            for tr in ep.trajectories:
+                row = dataclasses.asdict(tr)
+                row["turns"] = [{"start": t.start, "end": t.end, "text": t.text, "status": t.parsed.status,
+                                 "finish": t.finish, "feedback": t.feedback} for t in tr.turns]
+                f.write(json.dumps(row, default=str) + "\n")
+                n += 1
+    st = rollout.stats
+    tokens = sum(st.generated_tokens.values())
+    print(f"{len(episodes)} episodes, {n} trajectories -> {args.dump}")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in st.seconds.items()) + f", wall {wall:.1f}")
+    print(f"generated tokens: {st.generated_tokens} ({tokens / wall:.1f} tok/s overall)")
+    print(f"invariant problems: {len(problems)}" + ("".join("\n  " + p for p in problems[:20])))
+    if problems:
+        raise SystemExit(1)
+
+
 def cmd_score(args) -> None:
     from cahl.eval.bfcl_checker import score_predictions
 
@@ -69,6 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agent", choices=["flat", "hierarchical"])
     _common(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="SFT warm start + GRPO (joint / separate / flat), then evaluate and report")
+    p.add_argument("--resume", action="store_true", help="continue from the newest verified checkpoint in --out")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.md and report.html with plots")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("rollout", help="roll out training tasks and dump trajectories (one JSON per line)")
+    p.add_argument("--n", type=int, default=8, help="number of tasks")
+    p.add_argument("--dump", required=True, help="output JSONL")
+    p.add_argument("--adapters", help="checkpoint folder with trained adapters")
+    _common(p)
+    p.set_defaults(func=cmd_rollout)
 
     p = sub.add_parser("score", help="score a predictions file with a benchmark's checker")
     p.add_argument("benchmark", choices=["bfcl"])

@@ -207,6 +207,22 @@ def _reward_metrics(episodes) -> dict:
     return out
 
 
+def write_samples(run_dir: Path, step: int, episodes) -> None:
+    """One sample trajectory per role (the best-rewarded) for the report."""
+    import json
+
+    best: dict[str, object] = {}
+    for ep in episodes:
+        for tr in ep.trajectories:
+            if tr.reward is not None and (tr.role not in best or tr.reward.score > best[tr.role].reward.score):
+                best[tr.role] = tr
+    with open(Path(run_dir) / "samples.jsonl", "a") as f:
+        for role, tr in best.items():
+            text = "\n".join(t.text + ("\n" + t.feedback if t.feedback else "") for t in tr.turns)
+            f.write(json.dumps({"step": step, "role": role, "task_id": tr.task_id, "reward": tr.reward.score,
+                                "end_reason": tr.end_reason, "text": text}) + "\n")
+
+
 # -- the run --------------------------------------------------------------------------------------
 class _Ctx:
     pass
@@ -226,7 +242,9 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     roles = SCHEDULE_ROLES[cfg.train.schedule]
     ctx = _Ctx()
     ctx.cfg = cfg
-    ctx.policies = PolicySet.create(cfg.model, roles=roles)
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    # trained adapters come back from the checkpoint; optimizers are then built over those parameters
+    ctx.policies = PolicySet.from_checkpoint(cfg.model, ckpt) if ckpt else PolicySet.create(cfg.model, roles=roles)
     ctx.chat = ChatFormat(ctx.policies.tokenizer)
     ctx.pad_id = ctx.policies.tokenizer.pad_token_id or 0
     ctx.tasks = training_tasks(cfg)
@@ -240,9 +258,7 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     plan = step_plan(cfg)
 
     start = 0
-    ckpt = latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
-        ctx.policies.load_adapters(ckpt)
         state = load_state(ckpt)
         for r in roles:
             ctx.optimizers[r].load_state_dict(torch.load(ckpt / f"optim_{r}.pt"))
@@ -270,6 +286,8 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
             metrics = run_grpo_step(ctx, step, step_roles, agent)
         metrics.update({"phase": phase, "time/step": time.perf_counter() - t0, **dict(ctx.counters)})
         logger.log(step + 1, metrics)
+        if phase == "grpo":
+            write_samples(run_dir, step + 1, ctx.last_episodes)
         bar.update(1)
         shown = {k.split("/")[1][:4]: round(v, 3) for k, v in metrics.items() if k.endswith("/mean") and k.startswith("reward/")}
         bar.set_postfix(phase=phase, **shown)

@@ -1,0 +1,109 @@
+"""`cahl report RUN_DIR`: Markdown + HTML with PNG plots, the eval table and sample rollouts."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from cahl.train.metrics import read_metrics
+
+PLOTS = {
+    "reward.png": ("reward per role", lambda k: k.startswith("reward/") and k.endswith("/mean")),
+    "success.png": ("success / alignment", lambda k: k.endswith("/success") or k == "reward/alignment"),
+    "end_reasons.png": ("episode end reasons (share)", lambda k: k.startswith("end_reason/")),
+    "zero_variance.png": ("zero-variance group share", lambda k: k.endswith("zero_variance_share")),
+    "loss.png": ("SFT / policy loss", lambda k: k.endswith("/loss")),
+    "time.png": ("seconds per phase", lambda k: k in ("time/rollout", "time/reward", "time/update", "time/step")),
+}
+
+
+def _plot(rows: list[dict], title: str, select, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for r in rows for k in r if select(k)})
+    if not keys:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+        if pts:
+            ax.plot(*zip(*pts), marker=".", label=k)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(run_dir: str | Path) -> Path:
+    from cahl.eval.harness import markdown_table
+
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir)
+    plots_dir = run_dir / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    made = [(name, title) for name, (title, sel) in PLOTS.items() if _plot(rows, title, sel, plots_dir / name)]
+    md = [f"# cahl run report: {run_dir}", ""]
+    if rows:
+        last = rows[-1]
+        md += [f"{len(rows)} steps logged. Last step:", "", "| metric | value |", "|---|---|"]
+        md += [f"| {k} | {v:.4g} |" for k, v in sorted(last.items()) if isinstance(v, (int, float)) and not k.startswith("time/")]
+        md.append("")
+    for label in ("eval_before", "eval_after"):
+        path = run_dir / f"{label}.json"
+        if path.is_file():
+            md += [f"## {label.replace('_', ' ')}", "", markdown_table(json.loads(path.read_text())), ""]
+    md += ["## Plots", ""] + [f"![{title}](plots/{name})" for name, title in made] + [""]
+    samples = run_dir / "samples.jsonl"
+    if samples.is_file():
+        md += ["## Sample rollouts (last step, one per role)", ""]
+        for line in samples.read_text().splitlines()[-6:]:
+            s = json.loads(line)
+            md += [f"### {s['role']} (step {s['step']}, reward {s['reward']:.3f}, {s['end_reason']})", "", "```"]
+            md += [s["text"][:3000], "```", ""]
+    text = "\n".join(md)
+    (run_dir / "report.md").write_text(text)
+    (run_dir / "report.html").write_text(_html(text))
+    return run_dir / "report.md"
+
+
+def _html(markdown: str) -> str:
+    """A plain HTML rendering: headings, tables, images and code blocks (no dependency)."""
+    out, in_code, in_table = ["<html><body style='font-family:sans-serif;max-width:60em'>"], False, False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                out.append("<table border=1 cellpadding=3>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            out.append(f"<img src='{html.escape(src.rstrip(')'))}' alt='{html.escape(alt)}'>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    return "\n".join(out + ["</body></html>"])
