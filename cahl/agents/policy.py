@@ -1,0 +1,320 @@
+"""PolicySet: the planner and executor policies as LoRA adapters on one base model (DESIGN §2).
+
+Three layouts, chosen by `ModelConfig.policies`, behind one interface so the rollout and the
+trainer run the same code for all of them:
+
+- `adapters` (default): one base model, one LoRA adapter per role, switched per call. The base
+  weights are in memory once; with adapters disabled the model is the frozen KL reference.
+- `shared`: one adapter named `shared` that every role maps to; the system prompt tells the roles
+  apart (MATPO style). `parameters(role)` is then the same list for every role: build one
+  optimizer per entry of `adapters`, not per role.
+- `separate_models`: one base copy per role, each with its own LoRA adapter. DESIGN calls these
+  "two full models"; they stay LoRA-trained so that training, checkpoints and the reference are
+  the same code path as the other layouts, and only the memory (two base copies) differs.
+
+Adapter state is stated, never inherited: every `backend(role).generate`, `use_role(role)` and
+`reference()` activates what it needs, and switching the adapter of a model while a `use_role` or
+`reference` block holds that model raises instead of silently running the wrong weights.
+
+PEFT's `set_adapter` and `disable_adapter` also flip `requires_grad` on adapter weights (off for
+every adapter but the active one). Autograd skips the gradient of a leaf whose `requires_grad` is
+off at backward time, so "forward planner, forward reference, backward" would silently drop the
+planner's gradient. PolicySet therefore keeps every adapter weight trainable after each switch;
+isolation between roles comes from the forward graph: an adapter that did not take part in a
+forward gets no gradient from it.
+
+Checkpoint layout (`save`): `dir/<adapter>/adapter_config.json + adapter_model.safetensors`
+(plain PEFT: `PeftModel.from_pretrained(base, dir/<adapter>)` loads one) and `dir/policy.json`
+with the layout, the roles and the role -> adapter map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from cahl.agents.generation import HFBackend, Sample, SamplingParams
+from cahl.agents.model import load_model
+from cahl.paths import read_json, require_file, require_keys
+from cahl.types import CahlInputError
+
+MODES = ("adapters", "shared", "separate_models")
+SHARED_ADAPTER = "shared"
+POLICY_FILE = "policy.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_REFERENCE = "<reference>"  # what a reference() block holds, in PolicySet._holds
+
+
+def role_adapters(mode: str, roles: tuple[str, ...]) -> dict[str, str]:
+    """role -> adapter name: the role itself, or `shared` for every role in shared mode."""
+    if mode not in MODES:
+        raise CahlInputError(f"config key 'model.policies': expected one of {list(MODES)}, got {mode!r}")
+    if not roles or len(set(roles)) != len(roles):
+        raise CahlInputError(f"policy roles: expected distinct role names, got {list(roles)}")
+    return {r: SHARED_ADAPTER if mode == "shared" else r for r in roles}
+
+
+def lora_config(model_cfg):
+    from peft import LoraConfig
+
+    return LoraConfig(r=model_cfg.lora_r, lora_alpha=model_cfg.lora_alpha, lora_dropout=model_cfg.lora_dropout,
+                      target_modules=list(model_cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise CahlInputError(f"config key 'model.dtype': expected one of {list(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def adapter_parameters(model, adapter: str) -> list[torch.nn.Parameter]:
+    """The weights of one adapter of a PeftModel (LoRA A/B and any other per-adapter tensors)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    params: list[torch.nn.Parameter] = []
+    for module in model.modules():
+        if not isinstance(module, BaseTunerLayer):
+            continue
+        for layer_name in module.adapter_layer_names:
+            per_adapter = getattr(module, layer_name)
+            if adapter in per_adapter:
+                item = per_adapter[adapter]
+                params.extend([item] if isinstance(item, torch.nn.Parameter) else item.parameters())
+    return params
+
+
+def read_policy_meta(directory: str | Path) -> dict:
+    """policy.json of a saved PolicySet, checked: mode, roles, role -> adapter map, adapter files present."""
+    directory = Path(directory)
+    path = require_file(directory / POLICY_FILE, "PolicySet.save (the adapters of a cahl checkpoint)")
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise CahlInputError(f"{path}: expected a JSON object")
+    require_keys(meta, ["mode", "roles", "adapters"], str(path))
+    if not isinstance(meta["roles"], list):
+        raise CahlInputError(f"{path}: key 'roles': expected a list of role names, got {meta['roles']!r}")
+    expected = role_adapters(meta["mode"], tuple(meta["roles"]))
+    if meta["adapters"] != expected:
+        raise CahlInputError(f"{path}: key 'adapters' is {meta['adapters']!r}, expected {expected} "
+                             f"for mode {meta['mode']!r}")
+    for adapter in dict.fromkeys(expected.values()):
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            require_file(directory / adapter / name, f"PolicySet.save of adapter {adapter!r}")
+    return meta
+
+
+class RoleBackend:
+    """A GenerationBackend for one role: activates the role's adapter, then samples with HFBackend."""
+
+    def __init__(self, policies: "PolicySet", role: str, hf: HFBackend):
+        self.policies, self.role, self.hf = policies, role, hf
+
+    @property
+    def stats(self):
+        return self.hf.stats
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int | list[int] = 1,
+                 seed: int | None = None) -> list[Sample]:
+        self.policies.activate(self.role)
+        return self.hf.generate(prompts, params, n=n, seed=seed)
+
+
+class PolicySet:
+    """The policies of one run: role -> adapter -> PeftModel, plus the shared tokenizer."""
+
+    def __init__(self, models: dict[str, object], tokenizer, mode: str, roles: tuple[str, ...],
+                 base_name: str, max_batch: int = 32):
+        self.mode, self.roles, self.tokenizer, self.base_name = mode, tuple(roles), tokenizer, base_name
+        self.adapter_of = role_adapters(mode, self.roles)
+        self._models = models  # adapter name -> the PeftModel holding it (one object unless separate_models)
+        self._params = {a: adapter_parameters(m, a) for a, m in models.items()}
+        self._holds: dict[int, list[str]] = {}  # id(model) -> adapters (or _REFERENCE) held by open blocks
+        self._backends = {r: RoleBackend(self, r, HFBackend(self._model_of(r), tokenizer, max_batch=max_batch))
+                          for r in self.roles}
+        for model in self._distinct_models():
+            self._keep_trainable(model)
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, model_cfg, roles: tuple[str, ...] = ("planner", "executor")) -> "PolicySet":
+        """Fresh adapters (LoRA B = 0, so every role starts as the base model) on `model_cfg.name`."""
+        from peft import get_peft_model
+
+        config = lora_config(model_cfg)
+        return cls._assemble(model_cfg, model_cfg.policies, tuple(roles),
+                             lambda base, adapter: get_peft_model(base, config, adapter_name=adapter),
+                             lambda model, adapter: model.add_adapter(adapter, config))
+
+    @classmethod
+    def from_checkpoint(cls, model_cfg, directory: str | Path) -> "PolicySet":
+        """Load a `save`d PolicySet onto base `model_cfg.name`. Layout and roles come from the
+        checkpoint (model_cfg.policies is ignored), LoRA sizes from each adapter_config.json."""
+        from peft import PeftModel
+
+        meta = read_policy_meta(directory)
+        folder = Path(directory)
+        return cls._assemble(
+            model_cfg, meta["mode"], tuple(meta["roles"]),
+            lambda base, adapter: PeftModel.from_pretrained(base, str(folder / adapter), adapter_name=adapter,
+                                                            is_trainable=True),
+            lambda model, adapter: model.load_adapter(str(folder / adapter), adapter_name=adapter, is_trainable=True))
+
+    @classmethod
+    def _assemble(cls, model_cfg, mode: str, roles: tuple[str, ...], wrap: Callable, add: Callable) -> "PolicySet":
+        """One base model holding every adapter (`wrap` the first, `add` the rest), or in
+        separate_models one freshly loaded base per adapter."""
+        models: dict[str, object] = {}
+        tokenizer = None
+        for adapter in dict.fromkeys(role_adapters(mode, roles).values()):
+            if models and mode != "separate_models":
+                model = next(iter(models.values()))
+                add(model, adapter)
+            else:
+                base, tokenizer = load_model(model_cfg.name, _dtype(model_cfg.dtype), model_cfg.device)
+                model = wrap(base, adapter)
+            models[adapter] = model
+        return cls(models, tokenizer, mode, roles, model_cfg.name, model_cfg.max_batch)
+
+    # --- use ----------------------------------------------------------------------------------
+
+    @property
+    def adapters(self) -> list[str]:
+        """Distinct adapter names in role order: build one optimizer per entry."""
+        return list(dict.fromkeys(self.adapter_of.values()))
+
+    @property
+    def model(self):
+        """The one PeftModel holding every adapter (not defined for separate_models: use use_role)."""
+        models = self._distinct_models()
+        if len(models) != 1:
+            raise RuntimeError("separate_models has one model per role: use use_role(role) or reference()")
+        return models[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self._distinct_models()[0].device
+
+    def backend(self, role: str) -> RoleBackend:
+        """Sampling for `role` (the rollout's Policies protocol)."""
+        self._check_role(role)
+        return self._backends[role]
+
+    def activate(self, role: str):
+        """Make `role`'s adapter the active one on its model and return that model."""
+        model, adapter = self._model_of(role), self.adapter_of[role]
+        held = [h for h in self._holds.get(id(model), []) if h != adapter]
+        if held:
+            raise RuntimeError(f"cannot switch to role {role!r} (adapter {adapter!r}) inside an open "
+                               f"use_role/reference block holding {held[-1]!r} on the same model")
+        model.set_adapter(adapter)
+        self._keep_trainable(model)
+        return model
+
+    @contextmanager
+    def use_role(self, role: str) -> Iterator[object]:
+        """For training forwards: yields the model with `role`'s adapter active for the whole block."""
+        model = self.activate(role)
+        with self._hold(model, self.adapter_of[role]):
+            yield model
+
+    @contextmanager
+    def reference(self) -> Iterator[object]:
+        """The frozen base (adapters disabled): the KL reference. separate_models: the first role's copy.
+
+        May be opened inside use_role(role) (policy forward, then reference forward, then backward):
+        on exit the role's adapter is active again and its gradient is intact."""
+        model = self._model_of(self.roles[0])
+        with self._hold(model, _REFERENCE):
+            try:
+                with model.disable_adapter():
+                    self._keep_trainable(model)
+                    yield model
+            finally:
+                self._keep_trainable(model)
+
+    def parameters(self, role: str) -> list[torch.nn.Parameter]:
+        """Trainable weights of `role`'s adapter only (shared mode: the one shared adapter)."""
+        self._check_role(role)
+        return self._params[self.adapter_of[role]]
+
+    def state_dict_digest(self, role: str) -> str:
+        """sha256 of `role`'s adapter weights as saved (names, dtypes, shapes, bytes): for resume tests."""
+        from peft import get_peft_model_state_dict
+
+        self._check_role(role)
+        adapter = self.adapter_of[role]
+        state = get_peft_model_state_dict(self._models[adapter], adapter_name=adapter)
+        h = hashlib.sha256()
+        for name in sorted(state):
+            t = state[name].detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def save(self, directory: str | Path) -> Path:
+        """PEFT adapters in directory/<adapter>/ and directory/policy.json (written last: its presence
+        means the adapters before it are complete)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for adapter in self.adapters:
+            # PEFT writes an adapter not named "default" into save_directory/<adapter>/.
+            self._models[adapter].save_pretrained(str(directory), selected_adapters=[adapter])
+        meta = {"mode": self.mode, "roles": list(self.roles), "adapters": self.adapter_of,
+                "base_model": self.base_name}
+        (directory / POLICY_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    def load_adapters(self, directory: str | Path) -> None:
+        """Copy saved adapter weights into this PolicySet in place (resume: the optimizers built on
+        parameters(role) keep pointing at the live tensors). Layout and roles must match."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        meta = read_policy_meta(directory)
+        if meta["mode"] != self.mode or tuple(meta["roles"]) != self.roles:
+            raise CahlInputError(f"{Path(directory) / POLICY_FILE}: saved mode {meta['mode']!r} roles {meta['roles']}, "
+                                 f"expected mode {self.mode!r} roles {list(self.roles)}")
+        for adapter in self.adapters:
+            path = Path(directory) / adapter / "adapter_model.safetensors"
+            state = load_file(str(path), device=str(self.device))
+            result = set_peft_model_state_dict(self._models[adapter], state, adapter_name=adapter)
+            if result.unexpected_keys or len(state) != len(self._params[adapter]):
+                raise CahlInputError(f"{path}: {len(state)} tensors for {len(self._params[adapter])} adapter "
+                                     f"weights (unexpected: {result.unexpected_keys[:3]}); was it saved with "
+                                     f"another base model or LoRA config?")
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _check_role(self, role: str) -> None:
+        if role not in self.adapter_of:
+            raise CahlInputError(f"unknown policy role {role!r}; this PolicySet has roles {list(self.roles)}")
+
+    def _model_of(self, role: str):
+        self._check_role(role)
+        return self._models[self.adapter_of[role]]
+
+    def _distinct_models(self) -> list:
+        return list({id(m): m for m in self._models.values()}.values())
+
+    def _keep_trainable(self, model) -> None:
+        """Undo PEFT's requires_grad flips on `model`'s adapters (see the module docstring)."""
+        for adapter, params in self._params.items():
+            if self._models[adapter] is model:
+                for p in params:
+                    p.requires_grad_(True)
+
+    @contextmanager
+    def _hold(self, model, what: str) -> Iterator[None]:
+        """Record an open block on `model` so that activate() refuses to switch its adapter meanwhile."""
+        stack = self._holds.setdefault(id(model), [])
+        stack.append(what)
+        try:
+            yield
+        finally:
+            stack.pop()
