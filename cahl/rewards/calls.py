@@ -125,7 +125,8 @@ REWARDS: dict[str, CorrectnessFn] = {"toolrl": toolrl_correctness, "exact": exac
 LOWEST: dict[str, float] = {"toolrl": -1.0, "exact": 0.0}
 
 
-def call_correctness(pred: list[ToolCall], gold: list[ToolCall], mode: str = "toolrl") -> tuple[float, dict[str, float]]:
+def call_correctness(pred: list[ToolCall], gold: list[ToolCall],
+                     mode: str = "toolrl") -> tuple[float, dict[str, float]]:
     """Correctness of `pred` against `gold` under rule `mode` ("toolrl" | "exact")."""
     if mode not in REWARDS:
         raise CahlInputError(f"rewards.correctness: expected one of {sorted(REWARDS)}, got {mode!r}")
