@@ -54,7 +54,7 @@ class RewardConfig:
     w_align: float = 0.5  # planner: weight of mean capability c(j) of its sub-tasks; 0 = the no-alignment ablation
     w_len: float = 0.5  # planner: penalty per sub-task beyond those needed; keep >= w_align so spam never pays
     mix_outcome: float = 0.3  # executor on answer tasks: share of the plan's outcome in r_L (M-GRPO style)
-    success_threshold: float = 0.5  # attempt succeeds at correctness >= this (toolrl 0.5: right tool, keys, most values)
+    success_threshold: float = 0.5  # success: correctness >= this (toolrl 0.5: right tool and keys, most values)
     correctness: str = "toolrl"  # "toolrl" (graded: keeps small models' GRPO groups varied) | "exact" (Tool-N1 binary)
 
     def __post_init__(self) -> None:

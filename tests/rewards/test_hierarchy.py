@@ -255,3 +255,61 @@ def test_malformed_episodes_are_errors():
         RewardConfig(correctness="fuzzy")
     with pytest.raises(CahlInputError, match="mix_outcome"):
         RewardConfig(mix_outcome=1.5)
+
+
+# -- the rollout engine's episodes --------------------------------------------------------------
+class _Scripted:
+    """Per-role queues of turn texts, encoded as the policy would sample them (ending in eos)."""
+
+    def __init__(self, tokenizer, texts):
+        self.tokenizer, self.queue = tokenizer, list(texts)
+
+    def generate(self, prompts, params, n=1, seed=None):
+        from cahl.agents.generation import Sample
+
+        counts = [n] * len(prompts) if isinstance(n, int) else n
+        out = []
+        for i, c in enumerate(counts):
+            for _ in range(c):
+                ids = self.tokenizer.encode(self.queue.pop(0), add_special_tokens=False) + [self.tokenizer.eos_token_id]
+                out.append(Sample(ids, [-1.0] * len(ids), "stop", prompt_index=i))
+        return out
+
+
+class _AddEnv:
+    def reset(self, task):
+        pass
+
+    def step(self, calls):
+        return [Observation(c.name, str(c.arguments["a"] + c.arguments["b"])) for c in calls]
+
+
+def test_rollout_engine_episodes_score_as_documented(tokenizer, chat):
+    from cahl.agents.rollout import Rollout, RolloutConfig
+
+    add = C("add", {"a": 1, "b": 2})
+    t = task([add], gold_answer="3", source="synth")
+    call = f"<think>add</think>\n<tool_call>\n{format_calls([add])}\n</tool_call>"
+    scripts = {"planner": ["<think>one step</think>\n<subtask>add 1 and 2</subtask>",
+                           "<think>done</think>\n<response>3</response>"],
+               # the two attempts are sampled together: one calls, one answers at once; then the caller's result
+               "executor": [call, "<think>easy</think>\n<result>3</result>", "<think>done</think>\n<result>3</result>"]}
+
+    class Policies:
+        backends = {role: _Scripted(tokenizer, texts) for role, texts in scripts.items()}
+
+        def backend(self, role):
+            return self.backends[role]
+
+    cfg = RolloutConfig(agent="hierarchical", attempts_per_subtask=2)
+    (ep,) = Rollout(Policies(), chat, cfg).run([t], lambda task: _AddEnv())
+    metrics = score_episodes([ep], CFG)
+    planner, caller, guesser = ep.trajectories
+    assert caller.calls == [add] and guesser.calls == []
+    assert caller.reward.components == {"format": 1.0, "correctness": 1.0, "calls/names": 1.0,
+                                        "calls/matched": 3.0, "calls/max": 4.0}
+    assert guesser.reward.components["correctness"] == -1.0 and not guesser.meta["solved"]
+    assert planner.meta["capabilities"] == [0.5]
+    assert planner.reward.components == {"format": 1.0, "outcome": 1.0, "alignment": 0.5, "subtasks": 1.0,
+                                         "extra_subtasks": 0.0}
+    assert metrics["alignment/chosen_solved"] == float(caller.meta["chosen"])
