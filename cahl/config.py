@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cahl.agents.rollout import RolloutConfig
+from cahl.rewards.hierarchy import RewardConfig
 from cahl.types import CahlInputError
 
 
@@ -46,10 +47,46 @@ class EvalConfig:
 
 
 @dataclass
+class SFTConfig:
+    steps: int = 0  # SFT warm-start optimizer steps per role before GRPO (0 = none)
+    batch_size: int = 8  # examples per SFT step
+    lr: float = 2e-4
+    max_len: int = 1024  # examples longer than this many tokens are left out of the SFT pool
+
+
+@dataclass
+class TrainConfig:
+    schedule: str = "joint"  # joint (CAHL) | separate | flat
+    steps: int = 10  # GRPO steps (separate: first half executor-only, second half planner)
+    tasks_per_step: int = 4  # tasks rolled out per GRPO step (x rollout.plans_per_task episodes)
+    data: list[str] = field(default_factory=lambda: ["synth", "toolrl"])  # training sources
+    n_synth: int = 400  # generated multi-step training tasks
+    n_toolrl: int = 0  # ToolRL SFT items used (0 = all 399 after deduplication)
+    synth_min_steps: int = 2
+    synth_max_steps: int = 3
+    synth_distractors: int = 2
+    lr_planner: float = 5e-5
+    lr_executor: float = 5e-5  # also the flat policy's
+    eps_low: float = 0.2  # clip range below 1
+    eps_high: float = 0.28  # clip range above 1 (DAPO clip-higher)
+    kl_beta: float = 0.0  # weight of the k3 KL to the frozen base (0 = no reference pass)
+    scale_by_std: bool = True  # GRPO advantage divides by the group std (False: Dr. GRPO)
+    max_tokens: int = 4096  # tokens per micro-batch (rows x longest row) in the update
+    grad_clip: float = 1.0
+    checkpoint_every: int = 1  # steps between checkpoints
+    tensorboard: bool = True
+    eval_bench: str = ""  # evaluate before and after training on this --bench spec ("" = no evaluation)
+    eval_limit: int = 8  # items per benchmark category in those evaluations
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     data_dir: str = ""  # data folder (apibank/, bamboogle/, toolrl/); "" = $CAHL_DATA_DIR or ../shared/data
     out: str = "runs/latest"  # output folder
     seed: int = 0

@@ -9,8 +9,9 @@ from pathlib import Path
 from cahl.train.metrics import read_metrics
 
 PLOTS = {
-    "reward.png": ("reward per role", lambda k: k.startswith("reward/") and k.endswith("/mean")),
-    "success.png": ("success / alignment", lambda k: k.endswith("/success") or k == "reward/alignment"),
+    "reward.png": ("reward per role", lambda k: k.startswith("reward/") and k.count("/") == 1),
+    "components.png": ("reward components", lambda k: k.startswith("reward/") and k.count("/") == 2),
+    "success.png": ("success / alignment", lambda k: k.startswith("success/") or k.startswith("alignment")),
     "end_reasons.png": ("episode end reasons (share)", lambda k: k.startswith("end_reason/")),
     "zero_variance.png": ("zero-variance group share", lambda k: k.endswith("zero_variance_share")),
     "loss.png": ("SFT / policy loss", lambda k: k.endswith("/loss")),

@@ -173,7 +173,11 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
 
 
 def score(episodes, reward_cfg, agent: str) -> dict:
-    """Fill every trajectory's reward; return reward metrics (per role and component) and end reasons."""
+    """Fill every trajectory's reward; return reward metrics (per role and component) and end reasons.
+
+    Executor-only episodes (the separate schedule's stage 1) are scored against their oracle call;
+    the metric names match score_episodes' (reward/{role}, reward/{role}/{component}, success/{role}).
+    """
     from cahl.rewards.hierarchy import executor_reward, score_episodes
 
     if agent == "executor":
@@ -183,8 +187,7 @@ def score(episodes, reward_cfg, agent: str) -> dict:
                 tr.meta["solved"] = tr.reward.success
         metrics = _reward_metrics(episodes)
     else:
-        metrics = {f"reward/{k}": v for k, v in score_episodes(episodes, reward_cfg).items()}
-        metrics.update(_reward_metrics(episodes))
+        metrics = score_episodes(episodes, reward_cfg)
     reasons = Counter(ep.end_reason for ep in episodes)
     metrics.update({f"end_reason/{r}": c / len(episodes) for r, c in reasons.items()})
     lengths = [len(t.ids) - t.prompt_len for ep in episodes for t in ep.trajectories]
@@ -200,8 +203,8 @@ def _reward_metrics(episodes) -> dict:
                 by_role.setdefault(tr.role, []).append(tr.reward)
     out = {}
     for role, rs in by_role.items():
-        out[f"reward/{role}/mean"] = sum(r.score for r in rs) / len(rs)
-        out[f"reward/{role}/success"] = sum(r.success for r in rs) / len(rs)
+        out[f"reward/{role}"] = sum(r.score for r in rs) / len(rs)
+        out[f"success/{role}"] = sum(r.success for r in rs) / len(rs)
         for comp in rs[0].components:
             out[f"reward/{role}/{comp}"] = sum(r.components.get(comp, 0.0) for r in rs) / len(rs)
     return out
@@ -289,7 +292,7 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
         if phase == "grpo":
             write_samples(run_dir, step + 1, ctx.last_episodes)
         bar.update(1)
-        shown = {k.split("/")[1][:4]: round(v, 3) for k, v in metrics.items() if k.endswith("/mean") and k.startswith("reward/")}
+        shown = {k.split("/")[1][:4]: round(v, 3) for k, v in metrics.items() if k.startswith("reward/") and k.count("/") == 1}
         bar.set_postfix(phase=phase, **shown)
         if (step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == len(plan):
             optims = {**ctx.optimizers, **{f"sft_{r}": o for r, o in ctx.sft_optimizers.items()}}
