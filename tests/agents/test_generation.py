@@ -132,6 +132,21 @@ def test_rows_leaving_the_batch_do_not_change_the_others(backend, tokenizer, pro
         torch.testing.assert_close(torch.tensor(s.logprobs), torch.tensor(a.logprobs), atol=1e-4, rtol=0)
 
 
+def test_next_turn_prompt_matches_a_fresh_backend(tiny_model, tokenizer, prompts):
+    """An episode's next prompt extends the previous prompt + sample: whatever the backend keeps
+    between calls, the result must equal a fresh backend's."""
+    used = HFBackend(tiny_model, tokenizer)
+    first = used.generate(prompts, greedy(6), n=[1, 2, 1, 1])
+    feedback = tokenizer("<|im_end|>\n<|im_start|>user\nobs<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    nxt = [prompts[s.prompt_index] + s.ids + feedback for s in first]
+    nxt[1] = nxt[1][:-3] + nxt[0][-3:]  # same prefix as another row, different end
+    again = used.generate(nxt, greedy(6))
+    fresh = HFBackend(tiny_model, tokenizer).generate(nxt, greedy(6))
+    assert [s.ids for s in again] == [s.ids for s in fresh]
+    for a, f in zip(again, fresh):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(f.logprobs), atol=1e-4, rtol=0)
+
+
 def test_empty_prompt_list(backend):
     assert backend.generate([], greedy(4)) == []
 

@@ -220,7 +220,8 @@ def test_code_inside_a_call_is_never_executed(tmp_path: Path):
     "[" * 5_000 + "]" * 5_000,  # small enough for the literal_eval fallback
     "{'a': " * 3_000,
     '{"name": "f", "arguments": ' + "[" * 50_000 + "]" * 50_000 + "}",
-])
+], ids=["open_lists", "balanced_lists", "open_dicts", "open_keyed_dicts", "literal_eval_depth",
+        "python_dicts", "deep_arguments"])
 def test_deep_nesting_never_raises(inner):
     out = parse(call_block(inner))
     assert out.calls == []
@@ -238,7 +239,8 @@ def test_deep_nesting_never_raises(inner):
     "'" * 100_000,
     ",}" * 50_000,
     "```" * 33_000,
-])
+], ids=["plain", "empty_dicts", "empty_lists", "python_dicts", "many_calls", "long_string",
+        "literal_eval_limit", "open_quote", "quotes", "trailing_commas", "fences"])
 def test_100k_character_outputs_are_fast(body):
     for text in (call_block(body), "<think>" + body, "<response>" + body + "</response>" * 3):
         t0 = time.perf_counter()

@@ -359,7 +359,7 @@ def _alarm(signum, frame):
 def test_zero_attempts_per_subtask_is_rejected(tokenizer, chat):
     cfg = RolloutConfig(agent="hierarchical", attempts_per_subtask=0)
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(2)
+    signal.alarm(1)
     try:
         run(tokenizer, chat, cfg, planner=lambda p, k: "<subtask>x</subtask>", executor=lambda p, k: call(1, 2))
         outcome = "ran"
