@@ -50,10 +50,16 @@ class GenStats:
 class HFBackend:
     """Sampling with a transformers causal LM (CPU or GPU); the model's active adapter is used."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 32):
+    def __init__(self, model, tokenizer, max_batch: int = 32, cache_tokens: int = 200_000):
+        from collections import OrderedDict
+
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
+        self.cache_tokens = cache_tokens  # prefix KV kept across turns (0 = off); ~46 KB/token for 135M
+        self.cache_tag = ""  # namespace of cached KV: the active adapter (KV differs per adapter)
+        self._prefix: OrderedDict = OrderedDict()
+        self._prefix_tokens = 0
         self.eos_ids = set(_eos_ids(model, tokenizer))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.stats = GenStats()
@@ -83,31 +89,20 @@ class HFBackend:
 
     def _generate_chunk(self, prompts, params, counts, rng) -> list[Sample]:
         model, device = self.model, self.model.device
-        from transformers import DynamicCache
 
-        # 1. Prefill each distinct prompt once (left-padded), then repeat its cache counts[i] times.
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
-        self.stats.prompt_tokens += int(mask.sum())
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=model.config)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                       cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        # 1. Prefill each distinct prompt once, reusing the KV of a cached prefix (the earlier turns
+        #    of the same episode), then repeat each prompt's cache counts[i] times.
+        cache, mask, logits, lengths = self._prefill(prompts)
         owner = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(counts))  # [rows]
         if len(owner) != len(prompts):
             cache.batch_select_indices(owner.to(device))
-            logits, mask, pos = logits[owner.to(device)], mask[owner], pos[owner]
+            logits, mask, lengths = logits[owner.to(device)], mask[owner.to(device)], lengths[owner]
         rows = len(owner)
         samples = [Sample([], [], "length", prompt_index=int(owner[r])) for r in range(rows)]
         active = torch.arange(rows)  # sample index of each row still in the batch
-        next_pos = pos[:, -1] + 1  # [rows]
-        mask = mask.to(device)
+        next_pos = lengths.clone()  # [rows] position of the next token
 
-        # 2. Decode: sample, record, drop finished rows from the batch.
+        # 2. Decode: sample, record, drop finished rows from the batch (keeping their KV for the next turn).
         for step in range(params.max_new_tokens):
             token, logp = _sample(logits, params, rng)
             done = []
@@ -119,7 +114,12 @@ class HFBackend:
                     s.finish = "stop"
                     done.append(r)
             self.stats.generated_tokens += len(active)
-            if step == params.max_new_tokens - 1:
+            last = step == params.max_new_tokens - 1
+            finished = range(len(active)) if last else done
+            for r in finished:
+                s = samples[int(active[r])]
+                self._remember(prompts[s.prompt_index] + s.ids[:-1], cache, mask, r)
+            if last:
                 break
             if done:
                 keep = torch.tensor([r for r in range(len(active)) if r not in set(done)], dtype=torch.long)
@@ -133,6 +133,100 @@ class HFBackend:
                            use_cache=True).logits[:, -1].float()
             next_pos = next_pos + 1
         return samples
+
+    # -- prefix KV cache across turns --------------------------------------------------------------
+    # A multi-turn episode's next prompt is its previous prompt + sampled ids + feedback. Keeping the
+    # KV of (prompt + sampled) when a row finishes means the next turn prefills only the feedback.
+    # Entries are used once, bounded by `cache_tokens`, and must be dropped (`clear_cache`) whenever
+    # the weights change: the rollout engine clears them at the end of every run.
+
+    def clear_cache(self) -> None:
+        self._prefix.clear()
+        self._prefix_tokens = 0
+
+    def _remember(self, tokens: list[int], cache, mask, row: int) -> None:
+        if self.cache_tokens <= 0 or not tokens:
+            return
+        keep = mask[row].bool()
+        if int(keep.sum()) != len(tokens):
+            return  # should not happen; never store a cache that does not match its tokens
+        layers = [(layer.keys[row][:, keep].clone(), layer.values[row][:, keep].clone()) for layer in cache.layers]
+        while self._prefix and self._prefix_tokens + len(tokens) > self.cache_tokens:
+            old_key, _ = self._prefix.popitem(last=False)
+            self._prefix_tokens -= len(old_key[1])
+        self._prefix[(self.cache_tag, tuple(tokens))] = layers
+        self._prefix_tokens += len(tokens)
+
+    def _lookup(self, prompt: list[int]):
+        """(cached length, per-layer KV) of the longest cached strict prefix of `prompt`, or (0, None)."""
+        lengths = sorted({len(k[1]) for k in self._prefix if k[0] == self.cache_tag and len(k[1]) < len(prompt)},
+                         reverse=True)
+        for n in lengths:
+            key = (self.cache_tag, tuple(prompt[:n]))
+            if key in self._prefix:
+                self._prefix_tokens -= n
+                return n, self._prefix.pop(key)
+        return 0, None
+
+    def _prefill(self, prompts):
+        """Prefill rows in two groups (with / without a cached prefix, so short and long rows are not
+        padded to each other), then merge. Returns (cache, mask [B, W], last logits [B, V], lengths [B])."""
+        from transformers import DynamicCache
+
+        found = [self._lookup(p) for p in prompts]
+        groups = [[i for i in range(len(prompts)) if (found[i][0] > 0) == hit] for hit in (False, True)]
+        parts = [self._prefill_group([prompts[i] for i in g], [found[i] for i in g]) for g in groups if g]
+        order = [i for g in groups for i in g]
+        width = max(p[1].shape[1] for p in parts)
+        layers_k, layers_v, masks, logits = [], [], [], []
+        for kv, mask, lg in parts:
+            pad = width - mask.shape[1]
+            masks.append(torch.nn.functional.pad(mask, (pad, 0)))
+            logits.append(lg)
+            layers_k.append([torch.nn.functional.pad(k, (0, 0, pad, 0)) for k, _ in kv])
+            layers_v.append([torch.nn.functional.pad(v, (0, 0, pad, 0)) for _, v in kv])
+        inverse = torch.argsort(torch.tensor(order))  # back to prompt order
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(len(layers_k[0])):
+            k = torch.cat([lk[layer] for lk in layers_k])[inverse]
+            v = torch.cat([lv[layer] for lv in layers_v])[inverse]
+            cache.update(k, v, layer)
+        mask = torch.cat(masks)[inverse]
+        lengths = torch.tensor([len(p) for p in prompts])
+        self.stats.prompt_tokens += sum(len(p) - f[0] for p, f in zip(prompts, found))
+        return cache, mask, torch.cat(logits)[inverse], lengths
+
+    def _prefill_group(self, prompts, found):
+        from transformers import DynamicCache
+
+        model, device = self.model, self.model.device
+        B = len(prompts)
+        c = [f[0] for f in found]
+        C = max(c)
+        new = [p[n:] for p, n in zip(prompts, c)]
+        U = max(len(x) for x in new)
+        ids = torch.full((B, U), self.pad_id, dtype=torch.long)
+        pos = torch.zeros((B, U), dtype=torch.long)
+        mask = torch.zeros((B, C + U), dtype=torch.long)
+        for i, x in enumerate(new):
+            ids[i, U - len(x):] = torch.tensor(x, dtype=torch.long)
+            pos[i, U - len(x):] = torch.arange(c[i], c[i] + len(x))
+            mask[i, C - c[i]:C] = 1
+            mask[i, C + U - len(x):] = 1
+        cache = DynamicCache(config=model.config)
+        if C > 0:  # cached rows: their KV right-aligned at column C, gaps masked out
+            for layer in range(len(found[0][1])):
+                k0, v0 = found[0][1][layer]
+                k = k0.new_zeros((B, k0.shape[0], C, k0.shape[2]))
+                v = v0.new_zeros((B, v0.shape[0], C, v0.shape[2]))
+                for i, (n, kv) in enumerate(found):
+                    k[i, :, C - n:] = kv[layer][0]
+                    v[i, :, C - n:] = kv[layer][1]
+                cache.update(k, v, layer)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                       cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        return kv, mask.to(device), logits
 
     def _hit_stop(self, ids: list[int], stop: tuple[str, ...]) -> bool:
         tail = self.tokenizer.decode(ids[-8:])

@@ -258,7 +258,19 @@ class Rollout:
             self._live = [a for a in self._live if not a.done]
             if not self._live:
                 break
+        self._release()
         return [self._episode(task, a) for task, a in roots]
+
+    def _release(self) -> None:
+        """Drop cached KV: it belongs to this run's weights, which training is about to change."""
+        for role in ("planner", "executor", "flat"):
+            try:
+                backend = self.policies.backend(role)
+            except (KeyError, ValueError):
+                continue
+            clear = getattr(backend, "clear_cache", None)
+            if callable(clear):
+                clear()
 
     def _step(self) -> None:
         pending: dict[str, list[tuple[_Actor, list[int]]]] = {}
