@@ -38,6 +38,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from cahl.agents.build import DTYPES
 from cahl.agents.generation import HFBackend, Sample, SamplingParams
 from cahl.agents.model import load_model
 from cahl.paths import read_json, require_file, require_keys
@@ -46,7 +47,6 @@ from cahl.types import CahlInputError
 MODES = ("adapters", "shared", "separate_models")
 SHARED_ADAPTER = "shared"
 POLICY_FILE = "policy.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _REFERENCE = "<reference>"  # what a reference() block holds, in PolicySet._holds
 
 
