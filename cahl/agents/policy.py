@@ -118,6 +118,10 @@ class RoleBackend:
     def stats(self):
         return self.hf.stats
 
+    def clear_cache(self) -> None:
+        """Drop the prefix KV kept across turns (the rollout calls this when its run ends)."""
+        self.hf.clear_cache()
+
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int | list[int] = 1,
                  seed: int | None = None) -> list[Sample]:
         self.policies.activate(self.role)

@@ -29,6 +29,7 @@ from cahl.agents.chat import ChatFormat
 from cahl.agents.rollout import Rollout
 from cahl.envs.registry import make_env
 from cahl.rl.advantages import group_advantages
+from cahl.train.dist import dist
 from cahl.train.checkpoint import latest_checkpoint, load_state, save_checkpoint, set_rng_state
 from cahl.train.metrics import MetricsLogger
 from cahl.train.oracle import executor_examples, flat_example, oracle_subtasks, planner_example
@@ -114,6 +115,7 @@ def run_sft_step(ctx, step: int, roles) -> dict:
     for role in roles:
         pool = ctx.sft_pool[role]
         batch = _rng(ctx.cfg.seed, step, f"sft-{role}").sample(pool, min(ctx.cfg.sft.batch_size, len(pool)))
+        batch = dist().shard(batch)  # each process trains on its share of the global batch
         m = sft_step(ctx.policies, role, ctx.sft_optimizers[role], batch, ctx.cfg.train.max_tokens,
                      ctx.cfg.train.grad_clip, ctx.pad_id)
         metrics.update({f"sft/{role}/{k}": v for k, v in m.items()})
@@ -125,6 +127,7 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
     pool = ctx.subtask_pool if agent == "executor" else ctx.tasks
     n_tasks = cfg.train.tasks_per_step
     tasks = _rng(cfg.seed, step, "tasks").sample(pool, min(n_tasks, len(pool)))
+    tasks = dist().shard(tasks)  # whole GRPO groups per process: advantages stay local
     rcfg = replace(cfg.rollout, agent=agent, seed=_rng(cfg.seed, step, "rollout").getrandbits(31))
 
     # 1. rollout
@@ -142,14 +145,14 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
     # 3. advantages and 4. update, per role
     for role in roles:
         trajs = [tr for ep in episodes for tr in ep.trajectories if tr.role == role]
-        if not trajs:
-            continue
-        rewards = torch.tensor([tr.reward.score for tr in trajs], dtype=torch.float32)
-        adv, zero, am = group_advantages(rewards, [tr.group_id for tr in trajs], scale_by_std=cfg.train.scale_by_std)
-        metrics.update({f"adv/{role}/{k}": v for k, v in am.items()})
-        keep = [i for i in range(len(trajs)) if not bool(zero[i])]
+        keep = []
+        if trajs:
+            rewards = torch.tensor([tr.reward.score for tr in trajs], dtype=torch.float32)
+            adv, zero, am = group_advantages(rewards, [tr.group_id for tr in trajs], scale_by_std=cfg.train.scale_by_std)
+            metrics.update({f"adv/{role}/{k}": v for k, v in am.items()})
+            keep = [i for i in range(len(trajs)) if not bool(zero[i])]
         metrics[f"train/{role}/trajectories"] = len(keep)
-        if not keep:
+        if dist().sum(len(keep)) == 0:  # no process has a group with signal: no update for this role
             continue
         for i in keep:
             trajs[i].advantage = float(adv[i])
@@ -288,17 +291,19 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
         else:
             metrics = run_grpo_step(ctx, step, step_roles, agent)
         metrics.update({"phase": phase, "time/step": time.perf_counter() - t0, **dict(ctx.counters)})
-        logger.log(step + 1, metrics)
-        if phase == "grpo":
-            write_samples(run_dir, step + 1, ctx.last_episodes)
+        if dist().is_main:  # metrics are the main process's shard; checkpoints are identical on all
+            logger.log(step + 1, metrics)
+            if phase == "grpo":
+                write_samples(run_dir, step + 1, ctx.last_episodes)
         bar.update(1)
         shown = {k.split("/")[1][:4]: round(v, 3) for k, v in metrics.items() if k.startswith("reward/") and k.count("/") == 1}
         bar.set_postfix(phase=phase, **shown)
-        if (step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == len(plan):
+        if dist().is_main and ((step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == len(plan)):
             optims = {**ctx.optimizers, **{f"sft_{r}": o for r, o in ctx.sft_optimizers.items()}}
             save_checkpoint(run_dir, step + 1, ctx.policies, optims, {"counters": dict(ctx.counters)})
         if stop_after is not None and step + 1 >= stop_after:
             break
     bar.close()
-    ctx.policies.save(run_dir / "final")
+    if dist().is_main:
+        ctx.policies.save(run_dir / "final")
     return run_dir

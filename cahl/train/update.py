@@ -11,11 +11,12 @@ import torch
 
 from cahl.rl.losses import clipped_policy_loss, kl_k3
 from cahl.train.batching import micro_batches, pack, token_logprobs
+from cahl.train.dist import dist
 
 
 def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], list[int]]], max_tokens: int,
              grad_clip: float, pad_id: int) -> dict:
-    total = sum(sum(m[1:]) for _, m in examples)
+    total = dist().sum(sum(sum(m[1:]) for _, m in examples))  # trained tokens of the global batch
     loss_sum = 0.0
     optimizer.zero_grad(set_to_none=True)
     with policies.use_role(role) as model:
@@ -27,6 +28,7 @@ def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], lis
             loss.backward()
             loss_sum += float(loss)
         model.eval()
+    dist().reduce_gradients(policies.parameters(role))
     norm = torch.nn.utils.clip_grad_norm_(policies.parameters(role), grad_clip)
     optimizer.step()
     return {"loss": loss_sum, "grad_norm": float(norm), "tokens": total}
@@ -34,9 +36,9 @@ def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], lis
 
 def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *, eps_low: float,
               eps_high: float, kl_beta: float, max_tokens: int, grad_clip: float, pad_id: int,
-              temperature: float = 1.0) -> dict:
+              temperature: float = 1.0, apply: bool = True) -> dict:
     """Clipped policy-gradient step on the tokens this role sampled (loss_mask), old log-probs from rollout."""
-    total = sum(sum(t.loss_mask) for t in trajs)
+    total = dist().sum(sum(sum(t.loss_mask) for t in trajs))  # trained tokens of the global batch
     sums = {"loss": 0.0, "kl": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "ratio_max": 0.0}
     optimizer.zero_grad(set_to_none=True)
     with policies.use_role(role) as model:
@@ -62,6 +64,8 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
             sums["clip_frac_high"] += m["clip_frac_high"] * share
             sums["ratio_max"] = max(sums["ratio_max"], m["ratio_max"])
         model.eval()
+    dist().reduce_gradients(policies.parameters(role))
     norm = torch.nn.utils.clip_grad_norm_(policies.parameters(role), grad_clip)
-    optimizer.step()
+    if apply:  # apply=False leaves the gradients in place (the distributed-equivalence test reads them)
+        optimizer.step()
     return {**sums, "grad_norm": float(norm), "tokens": total}
