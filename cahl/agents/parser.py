@@ -4,14 +4,17 @@ Small models write almost-JSON: code fences, single quotes, Python literals, tra
 `parameters` instead of `arguments`, several objects on one line, a list of calls, arguments as a
 JSON string. All of that is accepted. Nothing here raises on model text and nothing is evaluated:
 JSON goes through `json`, and Python-literal syntax through `ast.literal_eval`, which builds only
-literals (strings, numbers, tuples, lists, dicts, booleans, None).
+literals; of those only JSON values are kept (tuples become lists; bytes, sets, complex numbers
+and non-string keys make the fragment invalid), so every parsed call can be written back as JSON.
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import re
+import warnings
 
 from cahl.types import ParsedOutput, ToolCall
 
@@ -21,8 +24,9 @@ MAX_LITERAL_CHARS = 20_000  # literal_eval on bigger text risks deep recursion /
 MAX_CALLS = 64
 
 _TAG_RE = re.compile(r"<(/?)(" + "|".join(TAGS) + r")>")
-_FENCE_RE = re.compile(r"```[a-zA-Z]*\n?|```")
-_DECODER = json.JSONDecoder()
+_FENCE_RE = re.compile(r"```[a-zA-Z]*")
+_DECODER = json.JSONDecoder(strict=False)  # strict=False: raw newlines/tabs inside strings are kept
+_TRAILING_COMMA = re.compile(r",\s*(?=[}\]])")
 
 
 def parse_output(text: str) -> ParsedOutput:
@@ -32,11 +36,17 @@ def parse_output(text: str) -> ParsedOutput:
         out.status, out.errors = "no_tags", [f"expected text, got {type(text).__name__}"]
         return out
     blocks: dict[str, str] = {}
-    pos, open_tag, open_at = 0, None, 0
-    for m in _TAG_RE.finditer(text):
+    matches = list(_TAG_RE.finditer(text))
+    closes: dict[str, list[int]] = {name: [] for name in TAGS}
+    for m in matches:
+        if m.group(1):
+            closes[m.group(2)].append(m.start())
+    open_tag, open_at, close_at = None, 0, -1
+    for m in matches:
         closing, name = m.group(1) == "/", m.group(2)
         if not closing and open_tag is None:
             open_tag, open_at = name, m.end()
+            close_at = _first_after(closes[name], m.end())
             out.tags.append(name)
         elif closing and name == open_tag:
             if name in blocks:
@@ -44,9 +54,10 @@ def parse_output(text: str) -> ParsedOutput:
             else:
                 blocks[name] = text[open_at:m.start()].strip()
             open_tag = None
-        elif not closing:  # a tag opened inside another one: the outer is never closed properly
+        elif not closing and _is_mention(name, open_tag, m.end(), close_at, closes):
+            continue  # e.g. "<think>I will use <tool_call> next</think>": text of the open block
+        elif not closing:  # a block nested in another one, or an outer block never closed
             _flag(out, "truncated", f"<{name}> opened inside <{open_tag}>")
-        pos = m.end()
     if open_tag is not None:
         _flag(out, "truncated", f"<{open_tag}> is never closed")
         if open_tag not in blocks:
@@ -65,6 +76,25 @@ def parse_output(text: str) -> ParsedOutput:
     return out
 
 
+def _first_after(positions: list[int], pos: int) -> int:
+    """The first of the sorted `positions` at or after `pos`, or -1."""
+    k = bisect.bisect_left(positions, pos)
+    return positions[k] if k < len(positions) else -1
+
+
+def _is_mention(name: str, open_tag: str, pos: int, close_at: int, closes: dict[str, list[int]]) -> bool:
+    """Is <name> at `pos`, inside the open block <open_tag>, just a word of that block's text?
+
+    Yes when the open block closes later and <name> is not closed before that: a model that writes
+    "<tool_call>" inside its <think> is talking about the tag. A complete <name>...</name> block
+    inside another block, or any tag inside a block that never closes, is a structural error.
+    """
+    if name == open_tag or close_at < 0:
+        return False
+    inner_close = _first_after(closes[name], pos)
+    return inner_close < 0 or inner_close > close_at
+
+
 def _flag(out: ParsedOutput, status: str, error: str) -> None:
     out.errors.append(error)
     if out.status == "ok":
@@ -72,26 +102,29 @@ def _flag(out: ParsedOutput, status: str, error: str) -> None:
 
 
 def parse_calls(block: str) -> tuple[list[ToolCall], list[str]]:
-    """All calls found in a <tool_call> block, and one error string per unparseable fragment."""
-    text = _FENCE_RE.sub("\n", block)
+    """All calls found in a <tool_call> block, and one error string per unparseable fragment.
+
+    Code fences (```json ... ```) are ignored between call objects, never inside them, so a
+    string value holding ``` is kept. At most MAX_CALLS calls are kept; more is an error.
+    """
     calls: list[ToolCall] = []
     errors: list[str] = []
     i = 0
-    while i < len(text) and len(calls) < MAX_CALLS:
-        start = _next_open(text, i)
-        if start < 0:
-            rest = text[i:].strip().strip(",;")
-            if rest:
-                errors.append(f"text outside a call object: {rest[:80]!r}")
-            break
-        junk = text[i:start].strip().strip(",;")
+    while i < len(block):
+        start = _next_open(block, i)
+        junk = _outside_text(block[i:start] if start >= 0 else block[i:])
         if junk:
             errors.append(f"text outside a call object: {junk[:80]!r}")
-        value, end = _decode_lenient(text, start)
+        if start < 0:
+            break
+        value, end = _decode_lenient(block, start)
         if end <= start:
-            errors.append(f"not valid JSON: {text[start:start + 80]!r}")
+            errors.append(f"not valid JSON: {block[start:start + 80]!r}")
             break
         for item in value if isinstance(value, list) else [value]:
+            if len(calls) == MAX_CALLS:
+                errors.append(f"more than {MAX_CALLS} calls: only the first {MAX_CALLS} are kept")
+                return calls, errors
             call = to_call(item)
             if call is None:
                 errors.append(f"not a call object (need name and arguments): {str(item)[:80]!r}")
@@ -101,35 +134,75 @@ def parse_calls(block: str) -> tuple[list[ToolCall], list[str]]:
     return calls, errors
 
 
+def _outside_text(text: str) -> str:
+    """What is left between call objects once fences, separators and whitespace are removed."""
+    return _FENCE_RE.sub(" ", text).strip().strip(",;").strip()
+
+
 def _next_open(text: str, i: int) -> int:
     a, b = text.find("{", i), text.find("[", i)
     return min(x for x in (a, b) if x >= 0) if a >= 0 or b >= 0 else -1
 
 
 def _decode_lenient(text: str, start: int):
-    """(value, end) of the JSON-ish value starting at `start`; end == start when none parses."""
+    """(value, end) of the JSON-ish value starting at `start`; end == start when none parses.
+
+    ValueError covers json's errors and integers over Python's digit limit; the literal_eval
+    result must be a JSON value (`_as_json`).
+    """
     try:
         return _DECODER.raw_decode(text, start)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         pass
     end = _matching_bracket(text, start)
     if end < 0:
         return None, start
     candidate = text[start:end]
-    repaired = _TRAILING_COMMA.sub(r"\1", candidate)
     try:
-        return json.loads(repaired), end
-    except (json.JSONDecodeError, RecursionError):
+        return json.loads(_drop_trailing_commas(candidate), strict=False), end
+    except (ValueError, RecursionError):
         pass
     if len(candidate) <= MAX_LITERAL_CHARS:
         try:
-            return ast.literal_eval(_json_words_to_python(candidate)), end
+            with warnings.catch_warnings():  # invalid escapes etc. in model text are data, not our bug
+                warnings.simplefilter("ignore")
+                return _as_json(ast.literal_eval(_json_words_to_python(candidate))), end
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             pass
     return None, start
 
 
-_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+def _as_json(value):
+    """`value` as a JSON value (tuples become lists); ValueError for bytes, sets, complex numbers,
+    non-string keys and anything else json cannot write."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise ValueError("object keys must be strings")
+        return {k: _as_json(v) for k, v in value.items()}
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+def _drop_trailing_commas(text: str) -> str:
+    """Remove commas right before a closing bracket (`[1, 2,]`), outside quoted strings only."""
+    out, quote, escaped = [], None, False
+    for j, ch in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "," and _TRAILING_COMMA.match(text, j):
+            continue
+        out.append(ch)
+    return "".join(out)
 
 
 def _matching_bracket(text: str, start: int) -> int:
@@ -187,14 +260,19 @@ def _json_words_to_python(text: str) -> str:
 
 
 def to_call(item) -> ToolCall | None:
-    """A call from {"name", "arguments"|"parameters"} (arguments may be a JSON string) or {"fn": {...}}."""
+    """A call from {"name", "arguments"|"parameters"} (arguments may be a JSON string) or {"fn": {...}}.
+
+    None when arguments are neither an object nor a string holding exactly one object: turning
+    them into {} would drop what the model passed without a word.
+    """
     if not isinstance(item, dict):
         return None
     if "name" in item and isinstance(item["name"], str):
         args = item.get("arguments", item.get("parameters", {}))
         if isinstance(args, str):
-            value, end = _decode_lenient(args, 0) if args.strip().startswith("{") else (None, 0)
-            args = value if end > 0 else None
+            args = _arguments_from_string(args)
+            if args is None:
+                return None
         if args is None:
             args = {}
         return ToolCall(item["name"], args) if isinstance(args, dict) and item["name"] else None
@@ -203,6 +281,15 @@ def to_call(item) -> ToolCall | None:
         if isinstance(name, str) and name and isinstance(args, dict):
             return ToolCall(name, args)
     return None
+
+
+def _arguments_from_string(text: str) -> dict | None:
+    """Arguments written as a string: the whole string must be one JSON-ish object ("" = none)."""
+    text = text.strip()
+    if not text:
+        return {}
+    value, end = _decode_lenient(text, 0)
+    return value if end == len(text) and isinstance(value, dict) else None
 
 
 def format_calls(calls: list[ToolCall]) -> str:

@@ -298,47 +298,87 @@ def test_seeded_fuzz_keeps_the_invariants():
     assert statuses == STATUSES  # the fuzz reaches every outcome, so the invariants were exercised
 
 
-# -- known bugs ------------------------------------------------------------------------------------
+# -- fixed bugs (each was pinned as a strict xfail first) -------------------------------------------
 
-@pytest.mark.xfail(reason="BUG: json's int conversion raises ValueError (>4300 digits), which "
-                          "_decode_lenient does not catch, so parse_output raises", strict=True)
 def test_huge_integer_does_not_raise():
     out = parse(call_block('{"name": "f", "arguments": {"a": ' + "1" * 5000 + "}}"))
-    assert out.status in STATUSES
+    assert out.status == "invalid_call" and out.calls == []  # over Python's 4300-digit int limit
 
 
-@pytest.mark.xfail(reason="BUG: _TRAILING_COMMA is applied to the raw text, so it also rewrites "
-                          "', }' inside string values", strict=True)
 def test_trailing_comma_repair_leaves_string_values_alone():
     out = parse(call_block('{"name": "f", "arguments": {"s": "a, }"},}'))
     assert out.calls == [ToolCall("f", {"s": "a, }"})]
+    out = parse(call_block("{'name': 'f', 'arguments': {'s': 'b, ]', 'l': [1,],},}"))
+    assert out.calls == [ToolCall("f", {"s": "b, ]", "l": [1]})]
 
 
-@pytest.mark.xfail(reason="BUG: _FENCE_RE strips ``` everywhere in the block, also inside string "
-                          "values, which breaks the JSON and loses the call", strict=True)
 def test_code_fences_inside_string_values_are_kept():
     out = parse(call_block('{"name": "run", "arguments": {"code": "```python\\nprint(1)\\n```"}}'))
     assert out.calls == [ToolCall("run", {"code": "```python\nprint(1)\n```"})]
+    fenced = '```json\n{"name": "run", "arguments": {"code": "```sh\\nls\\n```"}}\n```'
+    out = parse(call_block(fenced + "\n" + fenced))
+    assert out.status == "ok" and out.calls == [ToolCall("run", {"code": "```sh\nls\n```"})] * 2
 
 
-@pytest.mark.xfail(reason="BUG: the ast.literal_eval fallback admits bytes, sets, complex numbers "
-                          "and tuple keys, which are not JSON: format_calls raises on them", strict=True)
-@pytest.mark.parametrize("args", ["{'a': b'x'}", "{'a': {1, 2}}", "{'a': 1j}", "{(1, 2): 'a'}"])
-def test_parsed_arguments_are_json_values(args):
-    calls = parse(call_block("{'name': 'f', 'arguments': " + args + "}")).calls
-    format_calls(calls)
+@pytest.mark.parametrize("args", ["{'a': b'x'}", "{'a': {1, 2}}", "{'a': 1j}", "{(1, 2): 'a'}", "{1: 'a'}",
+                                  "{'a': [1, {'b': b'y'}]}"])
+def test_arguments_that_are_not_json_values_are_invalid(args):
+    out = parse(call_block("{'name': 'f', 'arguments': " + args + "}"))
+    assert out.status == "invalid_call" and out.calls == []
+    format_calls(out.calls)
 
 
-@pytest.mark.xfail(reason="BUG: calls beyond MAX_CALLS are dropped with status 'ok' and no error "
-                          "(nothing may be skipped silently)", strict=True)
+def test_python_tuples_become_lists():
+    out = parse(call_block("{'name': 'f', 'arguments': {'a': (1, (2, 'x')), 'b': ()}}"))
+    assert out.calls == [ToolCall("f", {"a": [1, [2, "x"]], "b": []})]
+    assert parse_calls(format_calls(out.calls)) == (out.calls, [])
+
+
 def test_calls_beyond_the_cap_are_reported():
-    out = parse(call_block('{"name": "f", "arguments": {"a": 1}}\n' * (MAX_CALLS + 5)))
-    assert len(out.calls) == MAX_CALLS + 5 or out.errors
+    one = '{"name": "f", "arguments": {"a": 1}}'
+    out = parse(call_block((one + "\n") * (MAX_CALLS + 5)))
+    assert len(out.calls) == MAX_CALLS and out.status == "invalid_call"
+    assert any(f"more than {MAX_CALLS} calls" in e for e in out.errors)
+    out = parse(call_block("[" + ", ".join([one] * (MAX_CALLS + 1)) + "]"))  # one list of calls
+    assert len(out.calls) == MAX_CALLS and out.status == "invalid_call"
+    out = parse(call_block((one + "\n") * MAX_CALLS))  # exactly the cap is fine
+    assert len(out.calls) == MAX_CALLS and out.status == "ok"
 
 
-@pytest.mark.xfail(reason="BUG: to_call turns arguments given as a string that is not a JSON object "
-                          "into {} (status ok, no error), silently dropping what the model passed", strict=True)
-@pytest.mark.parametrize("args", ['"weather in Paris"', '"{\\"city\\": \\"Paris"', '"[1, 2]"'])
+@pytest.mark.parametrize("args", ['"weather in Paris"', '"{\\"city\\": \\"Paris"', '"[1, 2]"',
+                                  '"{\\"a\\": 1} and more"', '"7"'])
 def test_unparseable_string_arguments_are_not_silently_emptied(args):
     out = parse(call_block('{"name": "f", "arguments": ' + args + "}"))
     assert out.status == "invalid_call" and out.calls == []
+
+
+def test_empty_string_arguments_mean_no_arguments():
+    assert parse(call_block('{"name": "f", "arguments": " "}')).calls == [ToolCall("f", {})]
+
+
+def test_literal_fallback_emits_no_warnings(recwarn):
+    out = parse(call_block("{'name': 'f', 'arguments': {'p': 'C:\\d', 'n': 1 if 0 else 2}}"))
+    parse(call_block("{'name': 'f', 'arguments': {'p': '\\d'}}"))
+    parse(call_block("{'name': 'f', 'arguments': {'x': 1 is 1}}"))
+    assert out.calls == []  # a conditional expression is not a literal
+    assert [str(w.message) for w in recwarn] == []
+
+
+@pytest.mark.parametrize("think", ["I will use <tool_call> next", "no <response> yet, first a <tool_call>",
+                                   "a <subtask> is not needed, </result> neither"])
+def test_a_tag_named_inside_a_block_is_text(think):
+    out = parse(f'<think>{think}</think><tool_call>{{"name": "f", "arguments": {{"a": 1}}}}</tool_call>')
+    assert out.status == "ok", out.errors
+    assert (out.think, out.calls, out.tags) == (think, [F], ["think", "tool_call"])
+
+
+def test_a_tag_named_inside_a_block_that_never_closes_is_truncated():
+    out = parse("<think>I will use <tool_call> next")
+    assert out.status == "truncated" and out.think == "I will use <tool_call> next"
+
+
+def test_raw_newlines_inside_json_strings_are_kept():
+    out = parse(call_block('{"name": "write", "arguments": {"text": "line 1\nline 2\tend"}}'))
+    assert out.status == "ok" and out.calls == [ToolCall("write", {"text": "line 1\nline 2\tend"})]
+    out = parse(call_block('{"name": "write", "arguments": {"text": "a\nb",}}'))  # with a repair too
+    assert out.calls == [ToolCall("write", {"text": "a\nb"})]
