@@ -234,13 +234,10 @@ class _Ctx:
     pass
 
 
-def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
-    """Run SFT + GRPO as configured; returns the run folder. `stop_after` ends early (for tests)."""
+def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
+    """Policies (fresh, or the checkpoint's adapters), tasks, SFT pools and one optimizer per role."""
     from cahl.agents.policy import PolicySet
-    from cahl.config import to_dict
 
-    run_dir = Path(cfg.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     random.seed(cfg.seed)
@@ -248,7 +245,6 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     roles = SCHEDULE_ROLES[cfg.train.schedule]
     ctx = _Ctx()
     ctx.cfg = cfg
-    ckpt = latest_checkpoint(run_dir) if resume else None
     # trained adapters come back from the checkpoint; optimizers are then built over those parameters
     ctx.policies = PolicySet.from_checkpoint(cfg.model, ckpt) if ckpt else PolicySet.create(cfg.model, roles=roles)
     ctx.chat = ChatFormat(ctx.policies.tokenizer)
@@ -260,6 +256,19 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     ctx.optimizers = {r: torch.optim.AdamW(ctx.policies.parameters(r), lr=lr[r], weight_decay=0.0) for r in roles}
     ctx.sft_optimizers = {r: torch.optim.AdamW(ctx.policies.parameters(r), lr=cfg.sft.lr, weight_decay=0.0) for r in roles}
     ctx.counters = Counter()
+    ctx.last_episodes = []
+    return ctx
+
+
+def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
+    """Run SFT + GRPO as configured; returns the run folder. `stop_after` ends early (for tests)."""
+    from cahl.config import to_dict
+
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    roles = SCHEDULE_ROLES[cfg.train.schedule]
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    ctx = build_context(cfg, ckpt)
     logger = MetricsLogger(run_dir, tensorboard=cfg.train.tensorboard)
     plan = step_plan(cfg)
 

@@ -1,0 +1,114 @@
+"""One flat GRPO step of identical work in cahl and in TRL's GRPOTrainer, in one run.
+
+Same model (the embedded SmolLM2-135M-Instruct), LoRA r=16 on the same modules, 4 prompts x 4
+generations, at most 64 new tokens, temperature 1, beta = 0 (no reference model), one optimizer
+step, same prompts (ToolRL items rendered with cahl's flat prompt) and the same reward function.
+Each trainer does one warm-up step, then one timed step. Prints both times, both token counts,
+`ratio: X` (TRL seconds / cahl seconds) and cahl's training MFU:
+
+    MFU = (4 N FLOPs per non-padding token in the update: 2N forward + 2N backward to the inputs,
+           the frozen base needs no weight gradients) x tokens/s of the update
+          / fp32 matmul FLOP/s measured here (2048^3 matmuls).
+
+N = non-embedding parameters. Run: python3 benchmarks/grpo_step_vs_trl.py   (needs `pip install trl==1.16.0`)
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from cahl.config import load_config
+
+PROMPTS, GENS, NEW_TOKENS = 4, 4, 64
+OVERRIDES = ["model.name=embedded", "model.lora_r=16", "model.lora_alpha=32", "model.threads=2",
+             "train.schedule=flat", "train.data=[toolrl]", "train.n_toolrl=40", f"train.tasks_per_step={PROMPTS}",
+             f"rollout.plans_per_task={GENS}", f"rollout.max_new_tokens={NEW_TOKENS}", "rollout.max_executor_rounds=1",
+             "rollout.temperature=1.0", "train.kl_beta=0.0", "train.lr_executor=1e-5", "train.tensorboard=false",
+             "out=/tmp/cahl-bench-grpo"]
+
+
+def matmul_flops(n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def cahl_step():
+    from cahl.train.loop import build_context, run_grpo_step
+
+    cfg = load_config(None, OVERRIDES)
+    ctx = build_context(cfg)
+    run_grpo_step(ctx, 0, ("flat",), "flat")  # warm-up
+    t0 = time.perf_counter()
+    m = run_grpo_step(ctx, 1, ("flat",), "flat")
+    seconds = time.perf_counter() - t0
+    trajs = [t for ep in ctx.last_episodes for t in ep.trajectories]
+    update_tokens = sum(len(t.ids) for t in trajs if t.advantage != 0.0)
+    return ctx, seconds, m, sum(len(t.ids) - t.prompt_len for t in trajs), update_tokens
+
+
+def trl_step(ctx):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from cahl.agents.model import model_path
+    from cahl.agents.parser import parse_output
+    from cahl.agents.prompts import initial_messages
+    from cahl.rewards.calls import call_correctness
+
+    tasks = ctx.tasks[: PROMPTS * 2]
+    tok = ctx.policies.tokenizer
+    texts = [tok.apply_chat_template(initial_messages("flat", t.tools, t.messages), tokenize=False,
+                                     add_generation_prompt=True) for t in tasks]
+    gold = {texts[i]: tasks[i].gold_calls or [] for i in range(len(tasks))}
+
+    def reward(prompts, completions, **_):  # same graded call reward as cahl's flat reward
+        return [call_correctness(parse_output(c).calls, gold[p])[0] for p, c in zip(prompts, completions)]
+
+    times = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            times.append(time.perf_counter())
+
+        def on_step_end(self, *a, **k):
+            times[-1] = time.perf_counter() - times[-1]
+
+    args = GRPOConfig(output_dir="/tmp/cahl-bench-trl", per_device_train_batch_size=PROMPTS * GENS,
+                      num_generations=GENS, max_completion_length=NEW_TOKENS, beta=0.0, max_steps=2,
+                      learning_rate=1e-5, logging_steps=1, report_to=[], use_cpu=True, bf16=False,
+                      temperature=1.0, save_strategy="no", dataloader_num_workers=0, seed=0)
+    model = AutoModelForCausalLM.from_pretrained(model_path("embedded"), dtype=torch.float32)
+    lora = LoraConfig(r=16, lora_alpha=32, target_modules=list(ctx.cfg.model.lora_targets), task_type="CAUSAL_LM")
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, processing_class=tok,
+                          train_dataset=Dataset.from_dict({"prompt": texts}), peft_config=lora,
+                          callbacks=[Timer()])
+    trainer.train()
+    return times[-1]
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    peak = matmul_flops()
+    ctx, ours, m, completion_tokens, update_tokens = cahl_step()
+    n = sum(p.numel() for name, p in ctx.policies.model.named_parameters() if "embed" not in name and "lora" not in name)
+    update_s = m["time/update"]
+    mfu = 4 * n * update_tokens / update_s / peak if update_s > 0 else 0.0
+    print(f"cahl: {ours:.1f} s/step (rollout {m['time/rollout']:.1f} s, update {update_s:.1f} s), "
+          f"{completion_tokens} completion tokens, {update_tokens} tokens in the update")
+    theirs = trl_step(ctx)
+    print(f"trl:  {theirs:.1f} s/step")
+    print(f"fp32 matmul: {peak / 1e9:.0f} GFLOP/s; N = {n / 1e6:.1f}M non-embedding parameters")
+    print(f"MFU (update): {mfu:.1%}")
+    print(f"ratio: {theirs / ours:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Generated tokens/s of a hierarchical rollout vs one plain batched HF `generate` of the same size.
+
+The rollout: 8 generated multi-step tasks x G_H=4 plans x G_L=4 executor attempts per sub-task,
+on the embedded model through a PolicySet (two LoRA adapters; `--adapters DIR` to use trained
+ones, e.g. runs/quickstart/final). The peer: `model.generate` on the same base model, batch of
+32 rows of a typical planner prompt, forced to produce the same total number of new tokens.
+Prints per-phase timings, both throughputs and `ratio: X` (rollout / generate; target >= 0.8).
+Peak-memory ratio of two adapters vs one policy: benchmarks/policy_memory.py.
+
+Run: python3 benchmarks/rollout_throughput.py [--adapters DIR] [--tasks 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from cahl.agents.chat import ChatFormat
+from cahl.agents.invariants import episode_problems
+from cahl.agents.policy import PolicySet
+from cahl.agents.prompts import initial_messages
+from cahl.agents.rollout import Rollout, RolloutConfig
+from cahl.config import ModelConfig
+from cahl.envs.registry import make_env
+from cahl.envs.synth import generate_tasks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--adapters")
+    ap.add_argument("--tasks", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    mcfg = ModelConfig(name="embedded")
+    policies = PolicySet.from_checkpoint(mcfg, args.adapters) if args.adapters else PolicySet.create(mcfg)
+    chat = ChatFormat(policies.tokenizer)
+    tasks = generate_tasks(args.tasks, seed=123, min_steps=2, max_steps=2, n_distractors=1)
+    cfg = RolloutConfig(agent="hierarchical", plans_per_task=4, attempts_per_subtask=4, max_planner_turns=3,
+                        max_executor_rounds=2, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=0)
+    rollout = Rollout(policies, chat, cfg)
+    t0 = time.perf_counter()
+    episodes = rollout.run(tasks, make_env)
+    wall = time.perf_counter() - t0
+    tokens = sum(rollout.stats.generated_tokens.values())
+    problems = [p for ep in episodes for p in episode_problems(ep)]
+    print(f"rollout: {len(episodes)} episodes, {sum(len(e.trajectories) for e in episodes)} trajectories, "
+          f"{tokens} generated tokens in {wall:.1f} s = {tokens / wall:.1f} tok/s; invariant problems: {len(problems)}")
+    print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in rollout.stats.seconds.items()))
+    print(f"  end reasons: { {r: sum(e.end_reason == r for e in episodes) for r in {e.end_reason for e in episodes}} }")
+
+    rows = 32
+    per_row = max(1, tokens // rows)
+    prompt = chat.prompt_ids(initial_messages("planner", tasks[0].tools, tasks[0].messages))
+    ids = torch.tensor([prompt] * rows)
+    model = policies.model
+    with policies.reference() as base, torch.no_grad():
+        t0 = time.perf_counter()
+        base.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=per_row,
+                      min_new_tokens=per_row, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                      pad_token_id=policies.tokenizer.pad_token_id)
+        plain = time.perf_counter() - t0
+    del model
+    plain_tps = rows * per_row / plain
+    print(f"plain generate: {rows} x {per_row} tokens in {plain:.1f} s = {plain_tps:.1f} tok/s")
+    print(f"ratio: {tokens / wall / plain_tps:.2f}")
+
+
+if __name__ == "__main__":
+    main()
