@@ -4,6 +4,9 @@ A multi-turn episode is one growing id list: prompt ids from the chat template, 
 ids exactly as sampled, then the ids of the text that closes the assistant turn and opens the
 next message (an observation or a result), and so on. The fragments are derived from the
 tokenizer's own chat template, so SmolLM2, Qwen2.5 and other ChatML-like templates work alike.
+
+Text is made valid UTF-8 before it is tokenised: a model can write a JSON-escaped lone surrogate
+("\\ud800") that reaches observations, and the tokenizer raises on such text.
 """
 
 from __future__ import annotations
@@ -11,6 +14,11 @@ from __future__ import annotations
 from cahl.types import Message
 
 _MARK = "\x00CAHL\x00"
+
+
+def valid_text(text: str) -> str:
+    """`text` with lone surrogates (not encodable as UTF-8) replaced by "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class ChatFormat:
@@ -37,7 +45,7 @@ class ChatFormat:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(valid_text(text), add_special_tokens=False)["input_ids"]
 
     def prompt_ids(self, messages: list[Message]) -> list[int]:
         return self.encode(self._render(messages, generation=True))
