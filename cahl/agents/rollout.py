@@ -18,18 +18,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from cahl.agents.chat import ChatFormat
+from cahl.agents.chat import ChatFormat, valid_text
 from cahl.agents.generation import GenerationBackend, Sample, SamplingParams
 from cahl.agents.parser import parse_output
 from cahl.agents.prompts import initial_messages, render_observations, render_result, subtask_dialogue
 from cahl.envs.base import Env, fork_env
-from cahl.types import Episode, Task, ToolCall, Trajectory, Turn
+from cahl.types import CahlInputError, Episode, Task, ToolCall, Trajectory, Turn
 
 STOP = {
     "flat": ("</tool_call>", "</response>"),
     "planner": ("</subtask>", "</response>"),
     "executor": ("</tool_call>", "</result>"),
 }
+AGENTS = ("flat", "hierarchical", "executor")
 
 
 @dataclass
@@ -46,6 +47,24 @@ class RolloutConfig:
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
+
+
+def check_config(cfg: RolloutConfig) -> None:
+    """Raise CahlInputError naming the first rollout.<key> whose value cannot run.
+
+    A zero count or limit would make an episode that never ends (a planner waiting on zero
+    attempts) or never starts; a context no longer than one turn leaves no room for the prompt.
+    """
+    if cfg.agent not in AGENTS:
+        raise CahlInputError(f"rollout.agent: expected one of {list(AGENTS)}, got {cfg.agent!r}")
+    for key in ("plans_per_task", "attempts_per_subtask", "max_planner_turns", "max_executor_rounds",
+                "max_new_tokens", "invalid_output_limit", "tool_error_limit"):
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CahlInputError(f"rollout.{key}: expected an integer >= 1, got {value!r}")
+    if not isinstance(cfg.max_context, int) or cfg.max_context <= cfg.max_new_tokens:
+        raise CahlInputError(f"rollout.max_context: expected an integer > rollout.max_new_tokens "
+                             f"({cfg.max_new_tokens}), got {cfg.max_context!r}")
 
 
 class Policies(Protocol):
@@ -88,8 +107,14 @@ class _Actor:
         return turn
 
     def feedback(self, turn: Turn, text: str) -> None:
-        turn.feedback = text
-        self.traj.append(self.engine.chat.continuation_ids(self.traj.ids[turn.start:turn.end], text), sampled=False)
+        """Append the text that follows `turn`; if it would pass max_context, end the episode
+        instead (the trajectory never holds more than max_context tokens)."""
+        turn.feedback = valid_text(text)  # what the ids say (a lone surrogate becomes "?")
+        ids = self.engine.chat.continuation_ids(self.traj.ids[turn.start:turn.end], text)
+        if len(self.traj.ids) + len(ids) > self.engine.cfg.max_context:
+            self.finish("context_overflow")
+        else:
+            self.traj.append(ids, sampled=False)
 
     def invalid_turn(self, turn: Turn, hint: str) -> None:
         self.invalid += 1
@@ -193,6 +218,7 @@ class _PlannerActor(_Actor):
 
 class Rollout:
     def __init__(self, policies: Policies, chat: ChatFormat, cfg: RolloutConfig):
+        check_config(cfg)
         self.policies, self.chat, self.cfg = policies, chat, cfg
         self.rng = random.Random(cfg.seed)
         self.stats = RolloutStats()
@@ -230,6 +256,7 @@ class Rollout:
     def run(self, tasks: list[Task], make_env: Callable[[Task], Env],
             on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
         roots: list[tuple[Task, _Actor]] = []
+        self._executors = {}
         for task in tasks:
             for i in range(self.cfg.plans_per_task):
                 env = make_env(task)
@@ -240,11 +267,9 @@ class Rollout:
                 elif self.cfg.agent == "executor":  # executor alone on (oracle) sub-tasks
                     traj = self._new_traj("executor", task, f"e{i}", None, "root", task.messages)
                     actor = _ToolActor(self, traj, env, task, answer_tag="result")
-                elif self.cfg.agent == "hierarchical":
+                else:  # hierarchical (check_config admits no other agent)
                     traj = self._new_traj("planner", task, f"p{i}", None, "root", task.messages)
                     actor = _PlannerActor(self, traj, env, task)
-                else:
-                    raise ValueError(f"rollout.agent: expected 'flat', 'hierarchical' or 'executor', got {self.cfg.agent!r}")
                 roots.append((task, actor))
         self._live = [a for _, a in roots]
         reported: set[int] = set()
@@ -259,7 +284,9 @@ class Rollout:
             if not self._live:
                 break
         self._release()
-        return [self._episode(task, a) for task, a in roots]
+        episodes = [self._episode(task, a) for task, a in roots]
+        self._executors = {}  # the episodes hold the trajectories; the actors (and envs) can go
+        return episodes
 
     def _release(self) -> None:
         """Drop cached KV: it belongs to this run's weights, which training is about to change."""

@@ -2,7 +2,9 @@
 the token invariant (loss mask / logprobs / ids), every end reason, and prompt merging."""
 
 import collections
+import gc
 import signal
+import weakref
 
 import pytest
 
@@ -10,7 +12,7 @@ from cahl.agents.generation import Sample, SamplingParams
 from cahl.agents.prompts import initial_messages, render_result, subtask_dialogue
 from cahl.agents.rollout import STOP, Rollout, RolloutConfig
 from cahl.envs.base import FunctionCallEnv
-from cahl.types import END_REASONS, Observation, Task, ToolCall
+from cahl.types import END_REASONS, CahlInputError, Observation, Task, ToolCall
 
 TOOLS = [{"name": "add", "description": "a + b", "parameters": {"type": "object", "properties": {
     "a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}}]
@@ -233,11 +235,6 @@ def test_hierarchical_rollout_is_deterministic(tokenizer, chat):
     assert chosen(a) != chosen(c)  # the seed drives which attempt each plan continues with
 
 
-def test_unknown_agent_is_rejected(tokenizer, chat):
-    with pytest.raises(ValueError, match="rollout.agent"):
-        run(tokenizer, chat, RolloutConfig(agent="tree"), flat=flat_calc)
-
-
 # -- limits and end reasons ------------------------------------------------------------------------
 
 def test_invalid_output_limit(tokenizer, chat):
@@ -312,7 +309,7 @@ def test_context_overflow_never_truncates_a_sampled_turn(tokenizer, chat):
 
 
 def test_prompt_longer_than_the_context(tokenizer, chat):
-    (e,), policies = run(tokenizer, chat, RolloutConfig(agent="flat", max_context=50), flat=flat_calc)
+    (e,), policies = run(tokenizer, chat, RolloutConfig(agent="flat", max_new_tokens=16, max_context=50), flat=flat_calc)
     assert e.end_reason == "context_overflow" and e.trajectories[0].turns == []
     assert policies.samples() == []
 
@@ -339,35 +336,91 @@ def test_sample_cut_at_max_new_tokens_is_kept(tokenizer, chat):
     assert turn.parsed.status == "truncated" and e.end_reason == "invalid_output_limit"
 
 
-# -- known bugs ------------------------------------------------------------------------------------
+def test_feedback_that_would_pass_the_context_ends_the_episode(tokenizer, chat):
+    """The last feedback once pushed a trajectory to 239 tokens with max_context 224: now it is
+    not appended, and no trajectory ever holds more than max_context tokens."""
+    class LongObsEnv(CalcEnv):
+        def step(self, calls):
+            return [Observation(c.name, "x " * 200) for c in calls]
 
-@pytest.mark.xfail(reason="BUG: a JSON-escaped lone surrogate in a call name reaches the observation "
-                          "text; ChatFormat.encode hands it to the tokenizer, which raises TypeError "
-                          "and the whole rollout crashes", strict=True)
+    max_new = 48
+    prompt_len = len(chat.prompt_ids(initial_messages("flat", TOOLS, TASK.messages)))
+    cfg = RolloutConfig(agent="flat", max_new_tokens=max_new, max_context=prompt_len + max_new + 100)
+    (e,), _ = run(tokenizer, chat, cfg, make_env=lambda t: LongObsEnv(), flat=flat_calc)
+    t = e.trajectories[0]
+    assert e.end_reason == "context_overflow" and len(t.turns) == 1
+    assert len(t.ids) == t.turns[0].end <= cfg.max_context  # the sampled turn is whole, nothing after it
+    assert '"content": "x x' in t.turns[0].feedback  # the log still shows what the env returned
+
+
+def test_planner_result_that_would_pass_the_context_ends_the_plan(tokenizer, chat):
+    max_new = 32
+    plan_len = len(chat.prompt_ids(initial_messages("planner", TOOLS, TASK.messages)))
+    cfg = RolloutConfig(agent="hierarchical", max_new_tokens=max_new, max_context=plan_len + max_new + 10)
+    (e,), _ = run(tokenizer, chat, cfg, planner=lambda p, k: "<subtask>Add 1 and 2.</subtask>",
+                  executor=lambda p, k: "<result>" + "long " * 80 + "</result>" + EOS)
+    planner = e.trajectories[0]
+    assert e.end_reason == planner.end_reason == "context_overflow" and len(planner.turns) == 1
+    assert all(len(t.ids) <= cfg.max_context for t in e.trajectories)
+
+
 def test_lone_surrogate_in_a_call_does_not_crash_the_rollout(tokenizer, chat):
     bad = '<tool_call>{"name": "x\\ud800", "arguments": {}}</tool_call>'
     (e,), _ = run(tokenizer, chat, RolloutConfig(agent="flat", tool_error_limit=2), flat=lambda p, k: bad)
-    assert e.end_reason == "tool_error_limit"
+    t = e.trajectories[0]
+    assert e.end_reason == "tool_error_limit" and e.calls == [ToolCall("x\ud800", {})] * 2
+    assert "unknown tool x?" in t.turns[0].feedback and "\ud800" not in t.turns[0].feedback
+    assert "unknown tool x?" in tokenizer.decode(t.ids[t.turns[0].end:t.turns[1].start])
 
 
 def _alarm(signum, frame):
     raise TimeoutError("rollout did not finish")
 
 
-@pytest.mark.xfail(reason="BUG: attempts_per_subtask=0 leaves the planner waiting on no children "
-                          "and Rollout.run loops forever instead of rejecting the config", strict=True)
 def test_zero_attempts_per_subtask_is_rejected(tokenizer, chat):
+    """It used to leave the planner waiting on no attempts, and Rollout.run looped forever."""
     cfg = RolloutConfig(agent="hierarchical", attempts_per_subtask=0)
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(1)
     try:
-        run(tokenizer, chat, cfg, planner=lambda p, k: "<subtask>x</subtask>", executor=lambda p, k: call(1, 2))
-        outcome = "ran"
-    except ValueError:  # CahlInputError included
-        outcome = "rejected"
-    except TimeoutError:  # the traceback of a signal-interrupted frame is not worth showing
-        outcome = "hung"
+        with pytest.raises(CahlInputError, match=r"rollout\.attempts_per_subtask: expected an integer >= 1, got 0"):
+            run(tokenizer, chat, cfg, planner=lambda p, k: "<subtask>x</subtask>", executor=lambda p, k: call(1, 2))
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    assert outcome == "rejected"
+
+
+@pytest.mark.parametrize("changes, key, expected", [
+    ({"plans_per_task": 0}, "plans_per_task", ">= 1"),
+    ({"max_planner_turns": 0}, "max_planner_turns", ">= 1"),
+    ({"max_executor_rounds": -1}, "max_executor_rounds", ">= 1"),
+    ({"max_new_tokens": 0}, "max_new_tokens", ">= 1"),
+    ({"invalid_output_limit": 0}, "invalid_output_limit", ">= 1"),
+    ({"tool_error_limit": 0}, "tool_error_limit", ">= 1"),
+    ({"max_context": 192}, "max_context", "> rollout.max_new_tokens (192)"),
+    ({"agent": "tree"}, "agent", "one of ['flat', 'hierarchical', 'executor']"),
+])
+def test_config_that_cannot_run_is_rejected_at_construction(chat, changes, key, expected):
+    with pytest.raises(CahlInputError) as e:
+        Rollout(Policies(chat.tokenizer), chat, RolloutConfig(**changes))
+    assert f"rollout.{key}: expected" in str(e.value) and expected in str(e.value)
+
+
+def test_a_reused_rollout_keeps_nothing_of_earlier_runs(tokenizer, chat):
+    """The trainer runs one Rollout per step; actors and their forked envs must not pile up."""
+    forks = []
+
+    class ForkEnv(CalcEnv):
+        def fork(self):
+            env = ForkEnv()
+            forks.append(weakref.ref(env))
+            return env
+
+    cfg = RolloutConfig(agent="hierarchical", plans_per_task=2, attempts_per_subtask=3)
+    rollout = Rollout(Policies(tokenizer, planner=planner_two_steps, executor=executor_by_index), chat, cfg)
+    first = rollout.run([TASK], lambda t: ForkEnv())
+    second = rollout.run([TASK], lambda t: ForkEnv())
+    assert [len(e.trajectories) for e in first + second] == [1 + 2 * 3] * 4  # each run: its own attempts
+    del first, second
+    gc.collect()
+    assert len(forks) == 2 * 2 * 2 * 3 and all(ref() is None for ref in forks)
