@@ -145,10 +145,17 @@ def from_dict(cls, data: dict, prefix: str = ""):
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
+    """`key.sub=value` -> (["key", "sub"], value); the value is read as YAML (`3`, `[a, b]`, `null`)."""
     if "=" not in text:
         raise CahlInputError(f"override {text!r}: expected key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    if not raw.strip():
+        return key.strip().split("."), ""
+    try:
+        return key.strip().split("."), yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise CahlInputError(f"override {text!r}: the value of config key {key.strip()!r} is not valid YAML "
+                             f"(quote it to pass text): {e}") from e
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=RunConfig):
