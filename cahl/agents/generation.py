@@ -71,17 +71,23 @@ class HFBackend:
 
         t0 = time.perf_counter()
         counts = [n] * len(prompts) if isinstance(n, int) else list(n)
+        if len(counts) != len(prompts) or any(c < 0 for c in counts):
+            raise ValueError(f"generate: n must be >= 0, one count per prompt; got {n!r} for {len(prompts)} prompts")
         rng = torch.Generator(device="cpu")
-        rng.manual_seed(seed if seed is not None else torch.seed() % (2**63))
+        # seed=None draws from torch's global generator (not torch.seed(), which reseeds it from OS
+        # entropy): unseeded sampling is then reproducible after torch.manual_seed
+        rng.manual_seed(seed if seed is not None else int(torch.randint(2**63 - 1, ())))
+        wanted = [i for i, c in enumerate(counts) if c > 0]  # prompts with no samples are not prefilled
         out: list[Sample] = []
         start = 0
-        while start < len(prompts):  # chunks of at most max_batch rows (a prompt's samples stay together)
+        while start < len(wanted):  # chunks of at most max_batch rows (a prompt's samples stay together)
             end, rows = start, 0
-            while end < len(prompts) and (end == start or rows + counts[end] <= self.max_batch):
-                rows += counts[end]
+            while end < len(wanted) and (end == start or rows + counts[wanted[end]] <= self.max_batch):
+                rows += counts[wanted[end]]
                 end += 1
-            for s in self._generate_chunk(prompts[start:end], params, counts[start:end], rng):
-                s.prompt_index += start
+            chunk = wanted[start:end]
+            for s in self._generate_chunk([prompts[i] for i in chunk], params, [counts[i] for i in chunk], rng):
+                s.prompt_index = chunk[s.prompt_index]
                 out.append(s)
             start = end
         self.stats.seconds += time.perf_counter() - t0
@@ -94,7 +100,7 @@ class HFBackend:
         #    of the same episode), then repeat each prompt's cache counts[i] times.
         cache, mask, logits, lengths = self._prefill(prompts)
         owner = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(counts))  # [rows]
-        if len(owner) != len(prompts):
+        if not torch.equal(owner, torch.arange(len(prompts))):  # some prompt has more than one sample
             cache.batch_select_indices(owner.to(device))
             logits, mask, lengths = logits[owner.to(device)], mask[owner.to(device)], lengths[owner]
         rows = len(owner)
@@ -229,8 +235,12 @@ class HFBackend:
         return kv, mask.to(device), logits
 
     def _hit_stop(self, ids: list[int], stop: tuple[str, ...]) -> bool:
-        tail = self.tokenizer.decode(ids[-8:])
-        return any(tail.endswith(s) for s in stop)
+        """Did the newest token complete a stop string? It may carry more text after it ("</response>"
+        can end inside a token ">."), so look for a stop in the last tokens' text that was not there
+        before the newest one. Every token is at least one byte: a stop of B bytes spans <= B tokens."""
+        window = max(len(s.encode("utf-8", "replace")) for s in stop) + 2
+        text, before = self.tokenizer.decode(ids[-window:]), self.tokenizer.decode(ids[-window:-1])
+        return any(s in text and s not in before for s in stop)
 
 
 def _sample(logits: torch.Tensor, params: SamplingParams, rng: torch.Generator):

@@ -151,12 +151,10 @@ def test_empty_prompt_list(backend):
     assert backend.generate([], greedy(4)) == []
 
 
-# -- known bugs ------------------------------------------------------------------------------------
+# -- fixed bugs (each was pinned as a strict xfail first) -------------------------------------------
 
-@pytest.mark.xfail(reason="BUG: _hit_stop only checks tail.endswith(stop); a stop string completed "
-                          "inside a token that carries more text (e.g. '</response>' + '>.') never "
-                          "ends the row", strict=True)
 def test_stop_string_completed_inside_a_token_ends_the_row(backend, tokenizer, prompts):
+    """E.g. "</response>." tokenises as "</", "response", ">.": the stop ends inside the last token."""
     full = backend.generate(prompts[:1], greedy(10))[0].ids
     k = next(k for k in range(2, 10) if len(tokenizer.decode(full[k - 1:k])) >= 2)
     stop = tokenizer.decode(full[:k])[:-1]  # completed by token k-1, which has one more character
@@ -164,22 +162,39 @@ def test_stop_string_completed_inside_a_token_ends_the_row(backend, tokenizer, p
     assert s.finish == "stop" and s.ids == full[:k]
 
 
-@pytest.mark.xfail(reason="BUG: _generate_chunk decides whether to expand the prefilled rows by "
-                          "len(owner) != len(prompts); with a zero count the lengths can agree and "
-                          "rows continue the wrong prompt", strict=True)
+def test_stop_string_longer_than_a_few_tokens_ends_the_row(backend, tokenizer, prompts):
+    full = backend.generate(prompts[:1], greedy(20))[0].ids
+    stop = tokenizer.decode(full[:14])
+    assert all(stop not in tokenizer.decode(full[:k]) for k in range(14))
+    (s,) = backend.generate(prompts[:1], greedy(20, stop=(stop,)))
+    assert s.finish == "stop" and s.ids == full[:14]
+
+
 def test_zero_count_for_a_prompt(backend, prompts):
     alone = [backend.generate([p], greedy(6))[0].ids for p in prompts[:3]]
     samples = backend.generate(prompts[:3], greedy(6), n=[2, 0, 1])
     assert [(s.prompt_index, s.ids) for s in samples] == [(0, alone[0]), (0, alone[0]), (2, alone[2])]
+    samples = backend.generate(prompts[:3], greedy(6), n=[0, 1, 0])
+    assert [(s.prompt_index, s.ids) for s in samples] == [(1, alone[1])]
 
 
-@pytest.mark.xfail(reason="BUG: generate(seed=None) seeds its generator with torch.seed(), which "
-                          "reseeds torch's global RNG from OS entropy: unseeded sampling is not "
-                          "reproducible under torch.manual_seed and later global draws change", strict=True)
+def test_all_zero_counts_give_no_samples(backend, prompts):
+    assert backend.generate(prompts, greedy(4), n=0) == []
+    assert backend.generate(prompts, greedy(4), n=[0] * len(prompts)) == []
+
+
+def test_counts_that_do_not_fit_the_prompts_are_rejected(backend, prompts):
+    for n in ([1, 1], [1, -1, 1, 1], -1):
+        with pytest.raises(ValueError, match="one count per prompt"):
+            backend.generate(prompts, greedy(4), n=n)
+
+
 def test_unseeded_sampling_follows_torch_manual_seed(backend, prompts):
     params = SamplingParams(max_new_tokens=8, temperature=1.0)
     torch.manual_seed(0)
     a = [s.ids for s in backend.generate(prompts, params)], torch.rand(1)
     torch.manual_seed(0)
     b = [s.ids for s in backend.generate(prompts, params)], torch.rand(1)
+    c = [s.ids for s in backend.generate(prompts, params)]
     assert a[0] == b[0] and torch.equal(a[1], b[1])
+    assert c != a[0]  # without a reseed, the next unseeded call samples afresh
