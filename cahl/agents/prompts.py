@@ -12,7 +12,7 @@ import json
 
 from cahl.types import Message, Observation, ToolSpec
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"  # 2: compact one-line tool rendering
 
 FLAT = """You solve the user's request with tools.
 Tools:
@@ -44,16 +44,47 @@ Reply with <think>short reasoning</think> then
 ROLE_PROMPTS = {"flat": FLAT, "planner": PLANNER, "executor": EXECUTOR}
 
 
+def _type(schema: dict) -> str:
+    """A parameter's type in a compact, readable form: string, integer, "a"|"b", array[number], {...}."""
+    if not isinstance(schema, dict):
+        return "any"
+    if schema.get("enum"):
+        return "|".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"][:12])
+    kind = schema.get("type", "any")
+    if isinstance(kind, list):
+        kind = "|".join(str(k) for k in kind)
+    if kind == "array":
+        return f"array[{_type(schema.get('items', {}))}]"
+    if kind == "object" and schema.get("properties"):
+        inner = ", ".join(f"{k}: {_type(v)}" for k, v in schema["properties"].items())
+        return "{" + inner + "}"
+    return str(kind)
+
+
+def render_tool(tool: ToolSpec) -> str:
+    """`- name(arg: type, opt?: type): description | arg: its description; ...` on one line.
+
+    Why not the JSON schema: on a small CPU model prompt tokens are most of the cost, and JSON's
+    quotes and braces take about twice the tokens for the same information.
+    """
+    params = tool.get("parameters") or {}
+    props = params.get("properties") or {}
+    required = set(params.get("required") or [])
+    args = ", ".join(f"{k}{'' if k in required else '?'}: {_type(v)}" for k, v in props.items())
+    line = f"- {tool.get('name')}({args}): {(tool.get('description') or '').strip()}"
+    details = []
+    for k, v in props.items():
+        if isinstance(v, dict) and (v.get("description") or "default" in v):
+            text = (v.get("description") or "").strip()
+            if "default" in v and v["default"] not in ("", None):
+                text += f" (default {json.dumps(v['default'], ensure_ascii=False)})"
+            details.append(f"{k}: {text.strip()}")
+    return line + (" | " + "; ".join(details) if details else "")
+
+
 def render_tools(tools: list[ToolSpec]) -> str:
-    """One line per tool: {"name", "description", "parameters"} as compact JSON."""
-    lines = []
-    for t in tools:
-        entry = {"name": t.get("name"), "description": t.get("description", "")}
-        params = t.get("parameters") or {}
-        if params.get("properties"):
-            entry["parameters"] = params
-        lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
-    return "\n".join(lines)
+    """One line per tool (optional parameters marked `?`)."""
+    return "\n".join(render_tool(t) for t in tools)
 
 
 def system_prompt(role: str, tools: list[ToolSpec]) -> str:

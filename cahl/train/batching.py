@@ -78,3 +78,59 @@ def micro_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
     if cur:
         groups.append(cur)
     return groups
+
+
+def common_prefix_len(seqs: list[list[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+    return n
+
+
+def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]], pad_id: int,
+                           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Log-probs for a GRPO group whose members start with the same prompt, computing that prompt once.
+
+    Exact, not an approximation: the prompt is run once (with autograd), its KV cache is repeated
+    for the g members, and each member's continuation attends to it; gradients through the
+    prompt are summed over members exactly as g separate forwards would produce them.
+    Returns (logp [g, S], trained mask [g, S], P) over the positions after the shared prefix P.
+    """
+    from transformers import DynamicCache
+
+    body, head = _body_and_head(model)
+    device = next(model.parameters()).device
+    g = len(seqs)
+    P = common_prefix_len(seqs)
+    # keep at least one token of every member after the prefix, and no trained token inside it
+    P = min(P, min(len(s) for s in seqs) - 1, min(m.index(1) if 1 in m else len(m) for m in masks))
+    S = max(len(s) for s in seqs) - P
+    cache = DynamicCache(config=body.config)
+    prefix = torch.tensor([seqs[0][:P]], dtype=torch.long, device=device)
+    h_prefix = body(input_ids=prefix, cache=cache, use_cache=True).last_hidden_state  # [1, P, D]
+    cache.batch_repeat_interleave(g)
+    ids = torch.full((g, S), pad_id, dtype=torch.long)
+    attention = torch.zeros((g, P + S), dtype=torch.long)
+    attention[:, :P] = 1
+    trained = torch.zeros((g, S), dtype=torch.bool)
+    for i, (s, m) in enumerate(zip(seqs, masks)):
+        n = len(s) - P
+        ids[i, :n] = torch.tensor(s[P:], dtype=torch.long)
+        attention[i, P:P + n] = 1
+        trained[i, :n] = torch.tensor(m[P:], dtype=torch.bool)
+    pos = (torch.arange(S) + P).expand(g, S)
+    h_suffix = body(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=pos.to(device),
+                    cache=cache, use_cache=True).last_hidden_state  # [g, S, D]
+    # hidden state predicting suffix token j: the prefix's last for j = 0, else suffix j - 1
+    h = torch.cat([h_prefix[:, -1:].expand(g, 1, -1), h_suffix[:, :-1]], dim=1)  # [g, S, D]
+    t = trained.to(device)
+    logits = head(h[t]).float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    out = torch.zeros((g, S), dtype=torch.float32, device=device)
+    out[t] = selective_log_softmax(logits, ids.to(device)[t])
+    return out, t, P

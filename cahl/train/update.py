@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from cahl.rl.losses import clipped_policy_loss, kl_k3
-from cahl.train.batching import micro_batches, pack, token_logprobs
+from cahl.train.batching import micro_batches, pack, shared_prefix_logprobs, token_logprobs
 from cahl.train.dist import dist
 
 
@@ -26,7 +26,7 @@ def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], lis
             logp = token_logprobs(model, batch)
             loss = -(logp[batch.mask.to(logp.device)]).sum() / max(total, 1)
             loss.backward()
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
         model.eval()
     dist().reduce_gradients(policies.parameters(role))
     norm = torch.nn.utils.clip_grad_norm_(policies.parameters(role), grad_clip)
@@ -34,32 +34,59 @@ def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], lis
     return {"loss": loss_sum, "grad_norm": float(norm), "tokens": total}
 
 
+def _units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
+    """Index lists processed in one forward: whole GRPO groups (their prompt computed once), or
+    length-sorted micro-batches when prefix sharing is off."""
+    if not share_prefix:
+        return micro_batches([len(t.ids) for t in trajs], max_tokens)
+    groups: dict = {}
+    for i, t in enumerate(trajs):
+        groups.setdefault(t.group_id, []).append(i)
+    return list(groups.values())
+
+
+def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool):
+    """(logp, old logp, trained mask) [rows, T] for the trajectories idx."""
+    seqs, masks = [trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx]
+    if share_prefix and len(idx) > 1:
+        logp, mask, P = shared_prefix_logprobs(model, seqs, masks, pad_id, temperature)
+        old = torch.zeros_like(logp)
+        for r, i in enumerate(idx):
+            lp = trajs[i].logprobs[P:]
+            old[r, :len(lp)] = torch.tensor(lp, dtype=old.dtype)
+        return logp, old, mask
+    batch = pack(seqs, masks, [trajs[i].logprobs for i in idx], pad_id=pad_id)
+    logp = token_logprobs(model, batch, temperature)
+    return logp, batch.values.to(logp.device), batch.mask.to(logp.device)
+
+
 def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *, eps_low: float,
               eps_high: float, kl_beta: float, max_tokens: int, grad_clip: float, pad_id: int,
-              temperature: float = 1.0, apply: bool = True) -> dict:
-    """Clipped policy-gradient step on the tokens this role sampled (loss_mask), old log-probs from rollout."""
+              temperature: float = 1.0, apply: bool = True, share_prefix: bool = True) -> dict:
+    """Clipped policy-gradient step on the tokens this role sampled (loss_mask), old log-probs from rollout.
+
+    share_prefix: the members of a GRPO group start from the same prompt; it is computed once per
+    group (exact; see batching.shared_prefix_logprobs) instead of once per member.
+    """
     total = dist().sum(sum(sum(t.loss_mask) for t in trajs))  # trained tokens of the global batch
     sums = {"loss": 0.0, "kl": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "ratio_max": 0.0}
     optimizer.zero_grad(set_to_none=True)
     with policies.use_role(role) as model:
         model.train()
-        for idx in micro_batches([len(t.ids) for t in trajs], max_tokens):
-            batch = pack([trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx],
-                         [trajs[i].logprobs for i in idx], pad_id=pad_id)
-            mask = batch.mask
-            logp = token_logprobs(model, batch, temperature)
-            adv = torch.tensor([advantages[i] for i in idx], dtype=torch.float32)
-            loss, m = clipped_policy_loss(logp, batch.values.to(logp.device), adv.to(logp.device), mask.to(logp.device),
-                                          eps_low=eps_low, eps_high=eps_high, agg="token_mean", global_count=total)
+        for idx in _units(trajs, max_tokens, share_prefix):
+            logp, old, mask = _forward(model, trajs, idx, pad_id, temperature, share_prefix)
+            adv = torch.tensor([advantages[i] for i in idx], dtype=torch.float32, device=logp.device)
+            loss, m = clipped_policy_loss(logp, old, adv, mask, eps_low=eps_low, eps_high=eps_high,
+                                          agg="token_mean", global_count=total)
             if kl_beta > 0:
                 with policies.reference() as ref_model, torch.no_grad():
-                    ref = token_logprobs(ref_model, batch, temperature)
+                    ref, _, _ = _forward(ref_model, trajs, idx, pad_id, temperature, share_prefix)
                 kl = kl_k3(logp, ref)[mask].sum() / total
                 loss = loss + kl_beta * kl
                 sums["kl"] += float(kl)
             loss.backward()
             share = float(mask.sum()) / max(total, 1)
-            sums["loss"] += float(loss)
+            sums["loss"] += float(loss.detach())
             sums["clip_frac_low"] += m["clip_frac_low"] * share
             sums["clip_frac_high"] += m["clip_frac_high"] * share
             sums["ratio_max"] = max(sums["ratio_max"], m["ratio_max"])
