@@ -1,6 +1,7 @@
 """Two CPU processes (gloo, via accelerate launch) give the same gradients as one process on the
 same global batch: the loss is normalised by the global token count and gradients are summed."""
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,11 @@ def test_two_process_gradients_equal_one_process(tmp_path):
     model = tiny_model(tmp_path / "tiny")
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     subprocess.run([sys.executable, str(WORKER), model, str(one)], check=True, timeout=240)
+    with socket.socket() as sock:  # a free port, so parallel runs do not collide on 29500
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                    "--main_process_port", str(port),
                     "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                     str(WORKER), model, str(two)], check=True, timeout=240)
     g1, g2 = torch.load(one), torch.load(two)
