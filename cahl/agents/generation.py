@@ -50,7 +50,7 @@ class GenStats:
 class HFBackend:
     """Sampling with a transformers causal LM (CPU or GPU); the model's active adapter is used."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 32, cache_tokens: int = 200_000):
+    def __init__(self, model, tokenizer, max_batch: int = 32, cache_tokens: int = 64_000):
         from collections import OrderedDict
 
         self.model = model
