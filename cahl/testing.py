@@ -37,3 +37,10 @@ def tiny_model(path: str | Path, seed: int = 0) -> str:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+def parity_reward(trajectory, task) -> float:
+    """A reward that varies between random samples (share of sampled ids that are even), so that
+    tests with a tiny random model get GRPO groups with signal. Use via reward.custom."""
+    sampled = [t for t, m in zip(trajectory.ids, trajectory.loss_mask) if m]
+    return sum(t % 2 == 0 for t in sampled) / max(len(sampled), 1)

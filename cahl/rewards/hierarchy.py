@@ -56,12 +56,14 @@ class RewardConfig:
     mix_outcome: float = 0.3  # executor on answer tasks: share of the plan's outcome in r_L (M-GRPO style)
     success_threshold: float = 0.5  # success: correctness >= this (toolrl 0.5: right tool and keys, most values)
     correctness: str = "toolrl"  # "toolrl" (graded: keeps small models' GRPO groups varied) | "exact" (Tool-N1 binary)
+    custom: str = ""  # optional "module:function(trajectory, task) -> float" added to every trajectory's reward
+    w_custom: float = 1.0  # weight of that custom term
 
     def __post_init__(self) -> None:
         if self.correctness not in REWARDS:
-            raise CahlInputError(f"rewards.correctness: expected one of {sorted(REWARDS)}, got {self.correctness!r}")
+            raise CahlInputError(f"reward.correctness: expected one of {sorted(REWARDS)}, got {self.correctness!r}")
         if not 0.0 <= self.mix_outcome <= 1.0:
-            raise CahlInputError(f"rewards.mix_outcome: expected a value in [0, 1], got {self.mix_outcome}")
+            raise CahlInputError(f"reward.mix_outcome: expected a value in [0, 1], got {self.mix_outcome}")
 
 
 # -- task kinds ---------------------------------------------------------------------------------

@@ -192,11 +192,34 @@ def score(episodes, reward_cfg, agent: str) -> dict:
         metrics = _reward_metrics(episodes)
     else:
         metrics = score_episodes(episodes, reward_cfg)
+    if reward_cfg.custom:
+        fn = load_callable(reward_cfg.custom, "reward.custom")
+        values = []
+        for ep in episodes:
+            for tr in ep.trajectories:
+                v = float(fn(tr, ep.task))
+                tr.reward.score += reward_cfg.w_custom * v
+                tr.reward.components["custom"] = v
+                values.append(v)
+        metrics["reward/custom"] = sum(values) / max(len(values), 1)
     reasons = Counter(ep.end_reason for ep in episodes)
     metrics.update({f"end_reason/{r}": c / len(episodes) for r, c in reasons.items()})
     lengths = [len(t.ids) - t.prompt_len for ep in episodes for t in ep.trajectories]
     metrics["length/mean_completion_tokens"] = sum(lengths) / max(len(lengths), 1)
     return metrics
+
+
+def load_callable(path: str, key: str):
+    """'package.module:function' -> the function (a plain import: no code from data is executed)."""
+    import importlib
+
+    from cahl.types import CahlInputError
+
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise CahlInputError(f"config key {key!r}: cannot load {path!r} (expected 'module:function'): {e}") from e
 
 
 def _reward_metrics(episodes) -> dict:
