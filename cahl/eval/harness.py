@@ -43,7 +43,10 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
             rows = []
             for i in range(0, len(tasks), batch_size):
                 rollout = Rollout(policies, chat, replace(cfg, seed=cfg.seed + i))
-                for ep in rollout.run(tasks[i:i + batch_size], bench.make_env):
+                episodes = rollout.run(tasks[i:i + batch_size], bench.make_env)
+                if cfg.agent == "hierarchical":
+                    _mark_solved(episodes)
+                for ep in episodes:
                     rows.append(_item(bench.name, cat, ep, bench.score(ep.task, ep)))
                     bar.update(1)
             items.extend(rows)
@@ -53,6 +56,14 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
     (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str))
     (out_dir / f"{label}.md").write_text(markdown_table(result))
     return result
+
+
+def _mark_solved(episodes) -> None:
+    """Set meta["solved"] on executor attempts: the alignment metric is the share of sub-tasks
+    whose chosen attempt succeeded, by the same rule the executor reward uses in training."""
+    from cahl.rewards.hierarchy import RewardConfig, score_episodes
+
+    score_episodes(episodes, RewardConfig())
 
 
 def _item(bench: str, cat: str, ep: Episode, verdict) -> dict:
