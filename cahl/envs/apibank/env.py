@@ -58,7 +58,8 @@ class ApiBankEnv:
             arguments = copy.deepcopy(check_arguments(call.name, call.arguments))  # bounded: checked first
         except CahlInputError as e:
             record["exception"] = str(e)
-            return Observation(call.name, f"Error: {e}", ok=False)
+            name = call.name[:80] if isinstance(call.name, str) else "?"  # bounded: the model wrote it
+            return Observation(name, f"Error: {e}", ok=False)
         record["input"] = arguments
         run = functools.partial(self._run, record, call.name)
         observation = call_with_timeout(call.name, run, arguments, self.timeout_s)

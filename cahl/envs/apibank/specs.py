@@ -684,6 +684,14 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
     raise CahlInputError(f"{expected}, got {type(value).__name__} {_preview(value)}")
 
 
+def _shown_name(name: Any) -> str:
+    """A model-written API or parameter name for a message: at most 60 characters of a string
+    (a 100k-character name must not flood the context), only the type of anything else."""
+    if not isinstance(name, str):
+        return f"<{type(name).__name__}>"
+    return repr(name) if len(name) <= 60 else repr(name[:57]) + "..."
+
+
 def _preview(value: Any) -> str:
     if isinstance(value, int) and value.bit_length() > 64:  # repr of a 5000-digit int raises
         return f"<int of {value.bit_length()} bits>"
@@ -697,8 +705,8 @@ def check_arguments(api_name: str, arguments: Any) -> dict[str, Any]:
     Raises CahlInputError naming the API and the parameter at fault: unknown API, arguments that
     are not an object, unknown or missing parameters, values of the wrong type or too large.
     """
-    if api_name not in API_SPECS:
-        raise CahlInputError(f"unknown API {api_name!r}; use ToolSearcher to find one, or one of {sorted(API_SPECS)}")
+    if not isinstance(api_name, str) or api_name not in API_SPECS:
+        raise CahlInputError(f"unknown API {_shown_name(api_name)}; use ToolSearcher to find one, or one of {sorted(API_SPECS)}")
     if not isinstance(arguments, dict):
         raise CahlInputError(f"{api_name}: arguments must be an object, got {type(arguments).__name__}")
     inputs = API_SPECS[api_name]["input_parameters"]
@@ -707,7 +715,7 @@ def check_arguments(api_name: str, arguments: Any) -> dict[str, Any]:
     for key, value in arguments.items():
         param = aliases.get(key, key)
         if param not in inputs:
-            raise CahlInputError(f"{api_name}: unknown parameter {key!r}; expected parameters {list(inputs)}")
+            raise CahlInputError(f"{api_name}: unknown parameter {_shown_name(key)}; expected parameters {list(inputs)}")
         if param in converted:
             raise CahlInputError(f"{api_name}: parameter {param!r} given twice (as {key!r} and its alias)")
         _check_size(key, value)
