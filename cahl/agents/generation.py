@@ -150,6 +150,14 @@ class HFBackend:
         self._prefix.clear()
         self._prefix_tokens = 0
 
+    def prune_cache(self, live: list[list[int]]) -> None:
+        """Keep only entries that prefix a live sequence (an ended episode's KV is never reused)."""
+        for key in list(self._prefix):
+            n = len(key[1])
+            if not any(len(ids) > n and tuple(ids[:n]) == key[1] for ids in live):
+                del self._prefix[key]
+                self._prefix_tokens -= n
+
     def _remember(self, tokens: list[int], cache, mask, row: int) -> None:
         if self.cache_tokens <= 0 or not tokens:
             return

@@ -122,6 +122,9 @@ class RoleBackend:
         """Drop the prefix KV kept across turns (the rollout calls this when its run ends)."""
         self.hf.clear_cache()
 
+    def prune_cache(self, live: list[list[int]]) -> None:
+        self.hf.prune_cache(live)
+
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int | list[int] = 1,
                  seed: int | None = None) -> list[Sample]:
         self.policies.activate(self.role)

@@ -283,18 +283,30 @@ class Rollout:
             self._live = [a for a in self._live if not a.done]
             if not self._live:
                 break
+            self._prune()
         self._release()
         episodes = [self._episode(task, a) for task, a in roots]
         self._executors = {}  # the episodes hold the trajectories; the actors (and envs) can go
         return episodes
 
-    def _release(self) -> None:
-        """Drop cached KV: it belongs to this run's weights, which training is about to change."""
+    def _backends(self):
         for role in ("planner", "executor", "flat"):
             try:
-                backend = self.policies.backend(role)
+                yield self.policies.backend(role)
             except (KeyError, ValueError):
                 continue
+
+    def _prune(self) -> None:
+        """Let the sampler drop cached KV of episodes that ended (only live ones will continue)."""
+        live = [a.traj.ids for a in self._live]
+        for backend in self._backends():
+            prune = getattr(backend, "prune_cache", None)
+            if callable(prune):
+                prune(live)
+
+    def _release(self) -> None:
+        """Drop cached KV: it belongs to this run's weights, which training is about to change."""
+        for backend in self._backends():
             clear = getattr(backend, "clear_cache", None)
             if callable(clear):
                 clear()

@@ -198,3 +198,14 @@ def test_unseeded_sampling_follows_torch_manual_seed(backend, prompts):
     c = [s.ids for s in backend.generate(prompts, params)]
     assert a[0] == b[0] and torch.equal(a[1], b[1])
     assert c != a[0]  # without a reseed, the next unseeded call samples afresh
+
+
+def test_prune_keeps_only_cached_kv_of_live_episodes(backend, prompts):
+    backend.clear_cache()
+    samples = backend.generate(prompts[:2], SamplingParams(max_new_tokens=5, temperature=0), seed=0)
+    assert len(backend._prefix) == 2
+    live = [prompts[0] + samples[0].ids + [7, 8, 9]]  # episode 0 continues, episode 1 ended
+    backend.prune_cache(live)
+    assert [len(k[1]) for k in backend._prefix] == [len(prompts[0]) + len(samples[0].ids) - 1]
+    assert backend._prefix_tokens == len(prompts[0]) + len(samples[0].ids) - 1
+    backend.clear_cache()
