@@ -61,24 +61,42 @@ def save_checkpoint(run_dir: Path, step: int, policies, optimizers: dict, state:
     return final
 
 
-def verify(folder: Path) -> bool:
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why `folder` must not be loaded (None if it is complete and every file matches its hash).
+
+    The manifest must be a readable JSON object naming state.pt: a manifest of garbage bytes or an
+    empty one ("{}", which every folder would match) means the checkpoint is not trustworthy.
+    """
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
-        return False
+        return f"no {MANIFEST} (the write did not finish)"
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError:
-        return False
-    return all((folder / rel).is_file() and _sha256(folder / rel) == digest for rel, digest in manifest.items())
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both
+        return f"{MANIFEST} is unreadable ({type(e).__name__})"
+    if not (isinstance(manifest, dict) and "state.pt" in manifest
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in manifest.items())):
+        return f"{MANIFEST} is not a {{file: sha256}} object naming state.pt"
+    for rel, digest in manifest.items():
+        if not (folder / rel).is_file():
+            return f"{rel} is missing"
+        if _sha256(folder / rel) != digest:
+            return f"{rel} does not match its checksum"
+    return None
+
+
+def verify(folder: Path) -> bool:
+    return checkpoint_problem(folder) is None
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """Newest complete, verified checkpoint; corrupt or partial ones are reported and skipped."""
     root = Path(run_dir) / "checkpoints"
     for folder in sorted(root.glob("step_*"), reverse=True):
-        if verify(folder):
+        problem = checkpoint_problem(folder)
+        if problem is None:
             return folder
-        print(f"cahl: skipping checkpoint {folder}: incomplete or checksum mismatch")
+        print(f"cahl: skipping checkpoint {folder}: {problem}; trying the previous one")
     return None
 
 
