@@ -16,7 +16,7 @@ from typing import Any
 
 from cahl.envs.apibank.apis import ApiError, run_api
 from cahl.envs.apibank.specs import API_SCHEMAS, check_arguments, tools_for
-from cahl.envs.apibank.store import EpisodeState
+from cahl.envs.apibank.store import EpisodeState, check_init_tables
 from cahl.envs.base import DEFAULT_TOOL_TIMEOUT_S, call_with_timeout
 from cahl.paths import data_dir, iter_jsonl, require_keys
 from cahl.types import CahlInputError, Observation, Task, ToolCall, ToolSpec
@@ -39,6 +39,7 @@ class ApiBankEnv:
         self._all_tools = tools_for(list(API_SCHEMAS))  # the env's own copies, offered when a task names none
         self.tools: list[ToolSpec] = self._all_tools
         self.results: list[dict[str, Any]] = []
+        check_init_tables(self.root)
         self.state = EpisodeState(self.root)
 
     def reset(self, task: Task) -> None:

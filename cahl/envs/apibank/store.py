@@ -21,6 +21,9 @@ SAMPLE_DIRS = ("lv1-lv2-samples/level-1-given-desc", "lv1-lv2-samples/level-2-to
 
 _LOAD_LOCK = threading.RLock()  # tools run in worker threads; parse each file once
 EPISODE_TABLES = frozenset({"BankAccounts", "SentEmails"})  # no init file: they start empty
+INIT_TABLES = ("Account", "Agenda", "Alarm", "Appointments", "Bank", "HealthData", "History", "Hotel",
+               "ImageCaptioning", "Meeting", "QuestionAnswering", "Reminder", "Scenes", "SearchEngine",
+               "SpeechRecognition", "Stock", "Symptom", "TimeSwitch", "Wiki")
 
 
 @functools.cache
@@ -32,6 +35,14 @@ def init_table(root: Path, table: str) -> Any:
     """The shared, read-only init database `table` under `root` (parsed on first use)."""
     with _LOAD_LOCK:
         return _load_table(root, table)
+
+
+def check_init_tables(root: Path) -> None:
+    """Parse every init database now (20 ms, once per process), so a missing or corrupt file stops
+    the run naming the file, instead of turning every call of an API that reads it into a tool
+    error the policy is trained on."""
+    for table in INIT_TABLES:
+        init_table(root, table)
 
 
 @functools.cache
