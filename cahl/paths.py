@@ -48,16 +48,21 @@ def read_json(path: Path) -> Any:
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line_number, object) for each non-blank line; a bad line raises naming file:line."""
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CahlInputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(obj, dict):
-                raise CahlInputError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+        yield from parse_jsonl(f, str(path))
+
+
+def parse_jsonl(lines, where: str) -> Iterator[tuple[int, dict]]:
+    """(line_number, object) for each non-blank line of `lines`; errors name `where`:line."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CahlInputError(f"{where}:{lineno}: invalid JSON ({e.msg})") from e
+        if not isinstance(obj, dict):
+            raise CahlInputError(f"{where}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def require_keys(obj: dict, keys: list[str], where: str) -> None:

@@ -186,28 +186,10 @@ def _as_json(value):
     raise ValueError(f"{type(value).__name__} is not a JSON value")
 
 
-def _drop_trailing_commas(text: str) -> str:
-    """Remove commas right before a closing bracket (`[1, 2,]`), outside quoted strings only."""
-    out, quote, escaped = [], None, False
-    for j, ch in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "," and _TRAILING_COMMA.match(text, j):
-            continue
-        out.append(ch)
-    return "".join(out)
-
-
-def _matching_bracket(text: str, start: int) -> int:
-    """Index after the bracket closing text[start], respecting quoted strings; -1 if none."""
-    depth, quote, escaped = 0, None, False
+def _scan(text: str, start: int = 0):
+    """Yield (index, char, quoted) from `start`: quoted is True inside a '...' or "..." string
+    (its closing quote included), so callers can act on structure outside strings only."""
+    quote, escaped = None, False
     for j in range(start, len(text)):
         ch = text[j]
         if quote:
@@ -217,9 +199,26 @@ def _matching_bracket(text: str, start: int) -> int:
                 escaped = True
             elif ch == quote:
                 quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "{[":
+            yield j, ch, True
+        else:
+            if ch in "\"'":
+                quote = ch
+            yield j, ch, False
+
+
+def _drop_trailing_commas(text: str) -> str:
+    """Remove commas right before a closing bracket (`[1, 2,]`), outside quoted strings only."""
+    return "".join(ch for j, ch, quoted in _scan(text)
+                   if quoted or not (ch == "," and _TRAILING_COMMA.match(text, j)))
+
+
+def _matching_bracket(text: str, start: int) -> int:
+    """Index after the bracket closing text[start], respecting quoted strings; -1 if none."""
+    depth = 0
+    for j, ch, quoted in _scan(text, start):
+        if quoted:
+            continue
+        if ch in "{[":
             depth += 1
         elif ch in "}]":
             depth -= 1
@@ -230,32 +229,20 @@ def _matching_bracket(text: str, start: int) -> int:
 
 def _json_words_to_python(text: str) -> str:
     """true/false/null -> True/False/None outside quoted strings, so literal_eval accepts them."""
-    out, quote, escaped, word = [], None, False, []
     mapping = {"true": "True", "false": "False", "null": "None"}
-
-    def flush():
+    out, word = [], []
+    for _, ch, quoted in _scan(text):
+        if not quoted and ch.isalpha():
+            word.append(ch)
+            continue
         if word:
             w = "".join(word)
             out.append(mapping.get(w, w))
             word.clear()
-
-    for ch in text:
-        if quote:
-            out.append(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = None
-        elif ch.isalpha():
-            word.append(ch)
-        else:
-            flush()
-            if ch in "\"'":
-                quote = ch
-            out.append(ch)
-    flush()
+        out.append(ch)
+    if word:
+        w = "".join(word)
+        out.append(mapping.get(w, w))
     return "".join(out)
 
 

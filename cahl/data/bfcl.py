@@ -35,7 +35,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from cahl.paths import require_keys
+from cahl.paths import parse_jsonl, require_keys
 from cahl.types import CahlInputError, Message, Task, ToolCall, ToolSpec
 from cahl.wheels import read_member
 
@@ -136,18 +136,7 @@ def load_bfcl(version: str, category: str, limit: int | None = None) -> list[Tas
 
 def _read_jsonl(package: str, member: str) -> list[tuple[int, dict]]:
     text = read_member(package, member).decode("utf-8")
-    records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CahlInputError(f"{package} wheel {member}:{lineno}: invalid JSON ({e.msg})") from e
-        if not isinstance(obj, dict):
-            raise CahlInputError(f"{package} wheel {member}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        records.append((lineno, obj))
-    return records
+    return list(parse_jsonl(text.splitlines(), f"{package} wheel {member}"))
 
 
 def _index_key(item_id: str) -> str:
