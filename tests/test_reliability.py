@@ -182,7 +182,7 @@ def two_checkpoints(tmp_path_factory):
         for p in policies.parameters("planner"):  # a different adapter per step
             p.data.add_(0.01)
         save_checkpoint(tmp / "run", step, policies, optims, {"counters": {}}, keep=5)
-    return cfg, tmp / "run"
+    return cfg, tmp / "run", policies, optims
 
 
 def _truncate(path: Path) -> None:
@@ -204,7 +204,7 @@ CORRUPTIONS = {
 def test_a_corrupted_newest_checkpoint_is_skipped_with_a_message(how, two_checkpoints, tmp_path, capsys):
     from cahl.train.checkpoint import latest_checkpoint
 
-    _, run = two_checkpoints
+    _, run, _, _ = two_checkpoints
     shutil.copytree(run, tmp_path / "run")
     CORRUPTIONS[how](tmp_path / "run" / "checkpoints" / "step_000002")
     assert latest_checkpoint(tmp_path / "run") == tmp_path / "run" / "checkpoints" / "step_000001"
@@ -216,7 +216,7 @@ def test_a_half_written_tmp_folder_is_never_loaded_and_the_fallback_loads(two_ch
     from cahl.agents.policy import PolicySet
     from cahl.train.checkpoint import latest_checkpoint, load_state
 
-    cfg, run = two_checkpoints
+    cfg, run, _, _ = two_checkpoints
     shutil.copytree(run, tmp_path / "run")
     ckpts = tmp_path / "run" / "checkpoints"
     shutil.copytree(ckpts / "step_000002", ckpts / ".tmp_step_000003")  # killed before the rename
@@ -229,6 +229,21 @@ def test_a_half_written_tmp_folder_is_never_loaded_and_the_fallback_loads(two_ch
     CORRUPTIONS["no manifest"](ckpts / "step_000001")
     assert latest_checkpoint(tmp_path / "run") is None  # nothing trustworthy: train() says so and starts at 0
     assert capsys.readouterr().out.count("skipping checkpoint") == 3
+
+
+def test_a_new_checkpoint_replaces_stale_newer_ones_instead_of_being_pruned(two_checkpoints, tmp_path):
+    """Before: a fresh run in a used --out saved step 1, pruning (keep the 2 newest names) deleted
+    it and kept the old run's step 9, so --resume loaded the other run."""
+    from cahl.train.checkpoint import latest_checkpoint, save_checkpoint
+
+    _, run, policies, optims = two_checkpoints
+    shutil.copytree(run, tmp_path / "run")
+    ckpts = tmp_path / "run" / "checkpoints"
+    shutil.copytree(ckpts / "step_000002", ckpts / "step_000009")  # another run's
+    shutil.copytree(ckpts / "step_000002", ckpts / ".tmp_step_000008")  # a killed write
+    save_checkpoint(tmp_path / "run", 2, policies, optims, {"counters": {}}, keep=2)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_000001", "step_000002"]
+    assert latest_checkpoint(tmp_path / "run") == ckpts / "step_000002"
 
 
 # ============================================================================ bad input
@@ -389,3 +404,21 @@ def test_config_values_that_cannot_run_are_rejected_at_load(override):
 
     with pytest.raises(CahlInputError, match=override.split("=")[0]):
         load_config(overrides=[override])
+
+
+@pytest.mark.xfail(strict=True, reason="cahl/envs/base.py call_with_timeout abandons an overrunning tool in a shared "
+                                       "pool of 4 threads: after 4 tools that hang, every later call of every env in "
+                                       "the process times out (the policy is then trained on those errors); expected: "
+                                       "a fresh call still runs, e.g. a thread per overrun call or a process pool")
+def test_hung_tools_do_not_starve_later_calls():
+    import threading
+
+    from cahl.envs.base import call_with_timeout
+
+    release = threading.Event()
+    try:
+        for _ in range(4):
+            assert not call_with_timeout("hang", release.wait, {}, timeout_s=0.05).ok
+        assert call_with_timeout("fast", lambda: 1, {}, timeout_s=0.5).ok
+    finally:
+        release.set()  # let the abandoned threads finish so the pool serves the rest of the suite

@@ -42,7 +42,8 @@ def save_checkpoint(run_dir: Path, step: int, policies, optimizers: dict, state:
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
     tmp = root / f".tmp_step_{step:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for torn in root.glob(".tmp_step_*"):  # writes cut short by a killed run
+        shutil.rmtree(torn, ignore_errors=True)
     tmp.mkdir()
     policies.save(tmp)
     for role, opt in optimizers.items():
@@ -56,7 +57,11 @@ def save_checkpoint(run_dir: Path, step: int, policies, optimizers: dict, state:
             os.fsync(f.fileno())
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    for old in sorted(root.glob("step_*"))[:-keep]:
+    # Checkpoints newer than this one are stale: another run's in this folder, or this run's before
+    # it resumed from an older one. Kept, they would be what --resume loads, and pruning would
+    # delete the checkpoint just written instead of them.
+    steps = sorted(root.glob("step_*"))
+    for old in [p for p in steps if p.name > final.name] + [p for p in steps if p.name <= final.name][:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
