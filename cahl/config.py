@@ -22,6 +22,11 @@ from cahl.rewards.hierarchy import RewardConfig
 from cahl.types import CahlInputError
 
 
+def _require(ok: bool, key: str, expected: str, got) -> None:
+    if not ok:
+        raise CahlInputError(f"config key {key!r}: expected {expected}, got {got!r}")
+
+
 @dataclass
 class ModelConfig:
     name: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct from PyPI), an HF model id, or a local path
@@ -35,6 +40,12 @@ class ModelConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     max_batch: int = 32  # rows per generation call
 
+    def __post_init__(self) -> None:
+        _require(self.policies in ("adapters", "shared", "separate_models"), "model.policies",
+                 "adapters, shared or separate_models", self.policies)
+        _require(self.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32, bfloat16 or float16",
+                 self.dtype)
+
 
 @dataclass
 class EvalConfig:
@@ -46,6 +57,10 @@ class EvalConfig:
     max_new_tokens: int = 192  # per turn, in evaluation
     search_k: int = 3  # Bamboogle: passages returned per search call
 
+    def __post_init__(self) -> None:
+        _require(self.agent in ("flat", "hierarchical"), "eval.agent", "flat or hierarchical", self.agent)
+        _require(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
+
 
 @dataclass
 class SFTConfig:
@@ -53,6 +68,11 @@ class SFTConfig:
     batch_size: int = 8  # examples per SFT step
     lr: float = 2e-4  # SFT learning rate (AdamW)
     max_len: int = 1024  # examples longer than this many tokens are left out of the SFT pool
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 0, "sft.steps", "an integer >= 0", self.steps)
+        _require(self.batch_size >= 1, "sft.batch_size", "an integer >= 1", self.batch_size)
+        _require(self.max_len >= 1, "sft.max_len", "an integer >= 1", self.max_len)
 
 
 @dataclass
@@ -78,6 +98,17 @@ class TrainConfig:
     tensorboard: bool = True  # also write TensorBoard scalars to OUT/tb
     eval_bench: str = ""  # evaluate before and after training on this --bench spec ("" = no evaluation)
     eval_limit: int = 8  # items per benchmark category in those evaluations
+
+    def __post_init__(self) -> None:
+        _require(self.schedule in ("joint", "separate", "flat"), "train.schedule", "joint, separate or flat",
+                 self.schedule)
+        _require(self.checkpoint_every >= 1, "train.checkpoint_every", "an integer >= 1", self.checkpoint_every)
+        _require(self.steps >= 0, "train.steps", "an integer >= 0", self.steps)
+        _require(self.tasks_per_step >= 1, "train.tasks_per_step", "an integer >= 1", self.tasks_per_step)
+        _require(all(d in ("synth", "toolrl") for d in self.data), "train.data", "a list of synth / toolrl", self.data)
+        _require(0 <= self.eps_low < 1 and self.eps_high >= 0, "train.eps_low/eps_high",
+                 "0 <= eps_low < 1 and eps_high >= 0", (self.eps_low, self.eps_high))
+        _require(self.max_tokens >= 1, "train.max_tokens", "an integer >= 1", self.max_tokens)
 
 
 @dataclass
@@ -181,7 +212,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=R
             if not isinstance(node, dict):
                 raise CahlInputError(f"override {text!r}: {k!r} is not a section")
         node[keys[-1]] = value
-    return from_dict(cls, data)
+    cfg = from_dict(cls, data)
+    if isinstance(cfg, RunConfig):
+        from cahl.agents.rollout import check_config
+
+        check_config(cfg.rollout)  # fail at load, not after the model has loaded
+    return cfg
 
 
 def to_dict(cfg) -> dict:

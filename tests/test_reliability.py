@@ -9,7 +9,7 @@
 - bad data files and data directories fail naming file, line or key;
 - same seed and config, same training run.
 Long contexts (context_overflow, never a cut sampled turn) are covered in tests/agents/test_rollout.py.
-Bugs in files owned elsewhere are pinned as strict xfails at the end, each saying what it expects.
+The last tests pin bugs this suite found in other modules (now fixed there).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ bench = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = bench  # dataclasses look their module up by name
 _spec.loader.exec_module(bench)
 
-FUNCTION_CALL_TARGETS = {"toolrl", "bfcl", "apibank_toolrl"}  # FunctionCallEnv: see the xfail at the end
+FUNCTION_CALL_TARGETS = {"toolrl", "bfcl", "apibank_toolrl"}  # FunctionCallEnv: see the test at the end
 
 
 # ============================================================================ fuzzed model outputs
@@ -363,18 +363,12 @@ def test_same_seed_and_config_give_the_same_run(tmp_path):
     assert bench.adapter_digest(runs[0] / "final") == bench.adapter_digest(runs[1] / "final")
 
 
-# ============================================================================ pinned: owned elsewhere
-@pytest.mark.xfail(strict=True, reason="cahl/envs/base.py FunctionCallEnv.step puts the model's whole tool name "
-                                       "in the name and content of an unknown-tool observation (20,020 chars for a "
-                                       "10,000-char name); expected: at most ~80 chars of it, as SynthEnv does")
+# ============================================================================ found here, fixed in their modules
 def test_function_call_env_bounds_an_unknown_tool_name():
     [obs] = FunctionCallEnv([]).step([ToolCall("x" * 10_000, {})])
     assert len(obs.name) + len(obs.content) <= bench.MAX_OBSERVATION_TEXT
 
 
-@pytest.mark.xfail(strict=True, reason="cahl/train/metrics.py MetricsLogger.truncate_after json.loads every line: "
-                                       "a SIGKILL during log() leaves a torn last line and --resume then dies with "
-                                       "JSONDecodeError; expected: the torn line is dropped (it is after the checkpoint)")
 def test_resume_survives_a_torn_last_metrics_line(tmp_path):
     from cahl.train.metrics import MetricsLogger
 
@@ -383,10 +377,6 @@ def test_resume_survives_a_torn_last_metrics_line(tmp_path):
     assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="cahl/train/loop.py sft_pools drops examples longer than sft.max_len without "
-                                       "a word; when it drops all of a role's, every SFT step trains on nothing (zero "
-                                       "tokens, no update) and the run looks normal; expected: CahlInputError naming "
-                                       "sft.max_len")
 def test_an_sft_pool_emptied_by_max_len_is_an_error(chat):
     from cahl.train.loop import sft_pools
 
@@ -394,10 +384,6 @@ def test_an_sft_pool_emptied_by_max_len_is_an_error(chat):
         sft_pools(chat, generate_tasks(4, seed=0), ("planner", "executor"), max_len=10)
 
 
-@pytest.mark.xfail(strict=True, reason="cahl/config.py accepts train.schedule='jointt' and train.checkpoint_every=0; "
-                                       "train() then dies with KeyError 'jointt' / ZeroDivisionError after the first "
-                                       "step; expected: load_config raises CahlInputError naming the key and the "
-                                       "allowed values")
 @pytest.mark.parametrize("override", ["train.schedule=jointt", "train.checkpoint_every=0"])
 def test_config_values_that_cannot_run_are_rejected_at_load(override):
     from cahl.config import load_config
@@ -406,10 +392,6 @@ def test_config_values_that_cannot_run_are_rejected_at_load(override):
         load_config(overrides=[override])
 
 
-@pytest.mark.xfail(strict=True, reason="cahl/envs/base.py call_with_timeout abandons an overrunning tool in a shared "
-                                       "pool of 4 threads: after 4 tools that hang, every later call of every env in "
-                                       "the process times out (the policy is then trained on those errors); expected: "
-                                       "a fresh call still runs, e.g. a thread per overrun call or a process pool")
 def test_hung_tools_do_not_starve_later_calls():
     import threading
 

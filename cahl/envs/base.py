@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import threading
 from typing import Any, Callable, Protocol
 
 from cahl.types import Observation, Task, ToolCall, ToolSpec
@@ -17,9 +18,7 @@ from cahl.types import Observation, Task, ToolCall, ToolSpec
 DEFAULT_TOOL_TIMEOUT_S = 2.0
 MAX_OBSERVATION_CHARS = 2000
 
-# One shared worker pool: a tool that overruns its limit is abandoned (its thread finishes in the
-# background) and the episode gets an error observation instead of hanging.
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="cahl-tool")
+MAX_NAME_CHARS = 80  # a model-written tool name is echoed back at most this long
 
 
 class Env(Protocol):
@@ -40,12 +39,23 @@ def render_result(value: Any) -> str:
 
 def call_with_timeout(name: str, fn: Callable[..., Any], arguments: dict[str, Any],
                       timeout_s: float = DEFAULT_TOOL_TIMEOUT_S) -> Observation:
-    """Run one tool implementation with keyword arguments under a time limit; never raises."""
-    future = _POOL.submit(fn, **arguments)
+    """Run one tool implementation with keyword arguments under a time limit; never raises.
+
+    Each call gets its own daemon thread: a tool that overruns is abandoned (it finishes in the
+    background) and cannot starve later calls, as a fixed-size pool would after a few hangs.
+    """
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def target() -> None:
+        try:
+            future.set_result(fn(**arguments))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below, never lost
+            future.set_exception(e)
+
+    threading.Thread(target=target, name=f"cahl-tool-{name[:20]}", daemon=True).start()
     try:
         value = future.result(timeout=timeout_s)
     except concurrent.futures.TimeoutError:
-        future.cancel()
         return Observation(name, f"Error: {name} took longer than {timeout_s:g}s", ok=False)
     except TypeError as e:  # wrong / missing keyword arguments
         return Observation(name, f"Error: bad arguments for {name}: {e}", ok=False)
@@ -82,8 +92,12 @@ class FunctionCallEnv:
 
     def step(self, calls: list[ToolCall]) -> list[Observation]:
         known = {t.get("name") for t in self.tools}
-        return [Observation(c.name, "ok: call recorded" if c.name in known else f"Error: unknown tool {c.name}",
-                            ok=c.name in known) for c in calls]
+        out = []
+        for c in calls:
+            name = c.name if c.name in known else c.name[:MAX_NAME_CHARS]
+            out.append(Observation(name, "ok: call recorded" if c.name in known else f"Error: unknown tool {name!r}",
+                                   ok=c.name in known))
+        return out
 
     def fork(self) -> "FunctionCallEnv":
         return FunctionCallEnv(self.tools)

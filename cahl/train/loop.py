@@ -77,7 +77,18 @@ def sft_pools(chat: ChatFormat, tasks: list[Task], roles, max_len: int) -> dict[
             pools["planner"].append(planner_example(chat, task))
         if "executor" in roles:
             pools["executor"] += executor_examples(chat, task, once)
-    return {r: [e for e in ex if len(e[0]) <= max_len] for r, ex in pools.items()}
+    kept = {r: [e for e in ex if len(e[0]) <= max_len] for r, ex in pools.items()}
+    for role, ex in kept.items():
+        dropped = len(pools[role]) - len(ex)
+        if not ex:
+            from cahl.types import CahlInputError
+
+            raise CahlInputError(f"sft.max_len={max_len} leaves no {role} SFT example (all {len(pools[role])} are "
+                                 "longer); raise sft.max_len")
+        if dropped:
+            print(f"cahl: SFT {role}: {dropped} of {len(pools[role])} examples are longer than sft.max_len={max_len} "
+                  "and left out")
+    return kept
 
 
 def subtask_tasks(tasks: list[Task]) -> list[Task]:
@@ -237,6 +248,21 @@ def _reward_metrics(episodes) -> dict:
     return out
 
 
+def truncate_samples(run_dir: Path, step: int) -> None:
+    import json
+
+    path = Path(run_dir) / "samples.jsonl"
+    if path.is_file():
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a kill mid-write
+        path.write_text("".join(l + "\n" for l in keep))
+
+
 def write_samples(run_dir: Path, step: int, episodes) -> None:
     """One sample trajectory per role (the best-rewarded) for the report."""
     import json
@@ -310,10 +336,22 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
         print(f"cahl: resumed from {ckpt} at step {start}/{len(plan)}")
     elif resume:
         print(f"cahl: --resume given but {run_dir} has no checkpoint; starting from step 0")
-    if start == 0:
-        import yaml
+    import yaml
 
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    saved = run_dir / "config.yaml"
+    if start == 0:
+        logger.reset()
+        (run_dir / "samples.jsonl").unlink(missing_ok=True)
+        saved.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    else:
+        truncate_samples(run_dir, start)
+        old = yaml.safe_load(saved.read_text()) if saved.is_file() else None
+        if old is not None and old != yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
+            from cahl.types import CahlInputError
+
+            changed = sorted(k for k in set(old) | set(to_dict(cfg)) if old.get(k) != to_dict(cfg).get(k))
+            raise CahlInputError(f"--resume with a config that differs from {saved} in section(s) {changed}; "
+                                 "resume with the same config, or start a new --out")
 
     bar = tqdm(total=len(plan), initial=start, desc=f"train ({cfg.train.schedule})", unit="step", dynamic_ncols=True)
     for step in range(start, len(plan)):

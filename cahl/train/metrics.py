@@ -29,8 +29,25 @@ class MetricsLogger:
         """On resume: drop lines logged after the checkpoint so the log matches an uninterrupted run."""
         if not self.path.is_file():
             return
-        lines = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= step]
-        self.path.write_text("".join(l + "\n" for l in lines))
+        kept = []
+        lines = self.path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # torn by a kill mid-write; it was after the checkpoint anyway
+                    print(f"cahl: dropping a partly written last line of {self.path}")
+                    continue
+                raise
+            if row["step"] <= step:
+                kept.append(line)
+        self.path.write_text("".join(l + "\n" for l in kept))
+
+    def reset(self) -> None:
+        """A run starting at step 0 owns the log: lines of an earlier run in the same folder go."""
+        self.path.write_text("")
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
