@@ -12,34 +12,33 @@ import json
 
 from cahl.types import Message, Observation, ToolSpec
 
-PROMPT_VERSION = "2"  # 2: compact one-line tool rendering
+PROMPT_VERSION = "3"  # 2: compact one-line tool rendering; 3: "..." placeholders (small models copied the descriptive ones)
 
 FLAT = """You solve the user's request with tools.
 Tools:
 {tools}
-Reply with <think>short reasoning</think> then either
+Reply with <think>...</think> then either
 <tool_call>
-{{"name": "tool_name", "arguments": {{"arg": "value"}}}}
+{{"name": ..., "arguments": {{...}}}}
 </tool_call>
-(one JSON object per line; several calls allowed) or <response>answer to the user</response>.
+(one JSON object per line; several calls allowed) or <response>...</response> to answer the user.
 Tool results come back as <obs>...</obs>."""
 
 PLANNER = """You are the planner. An executor calls the tools below for you; it sees only your sub-task, not this conversation.
 Executor tools:
 {tools}
-Reply with <think>short reasoning</think> then either
-<subtask>one step for the executor, with every value it needs</subtask>
-or <response>final answer to the user</response>.
+Reply with <think>...</think> then either <subtask>...</subtask> (one step for the executor, with every value it needs)
+or <response>...</response> (the final answer to the user).
 The executor's answer comes back as <result>...</result>."""
 
 EXECUTOR = """You are the executor. Do the sub-task with the tools.
 Tools:
 {tools}
-Reply with <think>short reasoning</think> then
+Reply with <think>...</think> then
 <tool_call>
-{{"name": "tool_name", "arguments": {{"arg": "value"}}}}
+{{"name": ..., "arguments": {{...}}}}
 </tool_call>
-(one JSON object per line). Results come back as <obs>...</obs>. When done, reply <result>what you did and found</result>."""
+(one JSON object per line). Results come back as <obs>...</obs>. When done, reply <result>...</result> (what you did and found)."""
 
 ROLE_PROMPTS = {"flat": FLAT, "planner": PLANNER, "executor": EXECUTOR}
 
