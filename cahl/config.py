@@ -151,6 +151,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-5" (no dot) as a string; accept what float() reads
+            return float(value)
+        except ValueError:
+            pass
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):
         raise CahlInputError(f"config key {key!r}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
     return value
