@@ -162,7 +162,7 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
             rewards = torch.tensor([tr.reward.score for tr in trajs], dtype=torch.float32)
             adv, zero, am = group_advantages(rewards, [tr.group_id for tr in trajs], scale_by_std=cfg.train.scale_by_std)
             metrics.update({f"adv/{role}/{k}": v for k, v in am.items()})
-            keep = [i for i in range(len(trajs)) if not bool(zero[i])]
+            keep = [i for i in range(len(trajs)) if not (cfg.train.filter_zero_variance and bool(zero[i]))]
         metrics[f"train/{role}/trajectories"] = len(keep)
         if dist().sum(len(keep)) == 0:  # no process has a group with signal: no update for this role
             continue
