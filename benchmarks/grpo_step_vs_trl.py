@@ -9,6 +9,8 @@ Each trainer does one warm-up step, then one timed step. Prints both times, both
     MFU = (4 N FLOPs per non-padding token in the update: 2N forward + 2N backward to the inputs,
            the frozen base needs no weight gradients) x tokens/s of the update
           / fp32 matmul FLOP/s measured here (2048^3 matmuls).
+Tokens are counted as computed (a group's shared prompt once); the "effective" figure counts every
+sample's prompt, as a trainer without prefix sharing must compute it.
 
 N = non-embedding parameters. Run: python3 benchmarks/grpo_step_vs_trl.py   (needs `pip install trl==1.16.0`)
 """
@@ -25,6 +27,7 @@ PROMPTS, GENS, NEW_TOKENS = 4, 4, 64
 OVERRIDES = ["model.name=embedded", "model.lora_r=16", "model.lora_alpha=32", "model.threads=2",
              "train.schedule=flat", "train.data=[toolrl]", "train.n_toolrl=40", f"train.tasks_per_step={PROMPTS}",
              f"rollout.plans_per_task={GENS}", f"rollout.max_new_tokens={NEW_TOKENS}", "rollout.max_executor_rounds=1",
+             "rollout.invalid_output_limit=1",  # one turn per episode, like TRL's single completion
              "rollout.temperature=1.0", "train.kl_beta=0.0", "train.lr_executor=1e-5", "train.tensorboard=false",
              "train.filter_zero_variance=false",  # TRL backpropagates every completion: same work here
              "out=/tmp/cahl-bench-grpo"]
@@ -49,8 +52,12 @@ def cahl_step():
     m = run_grpo_step(ctx, 1, ("flat",), "flat")
     seconds = time.perf_counter() - t0
     trajs = [t for ep in ctx.last_episodes for t in ep.trajectories]
-    update_tokens = sum(len(t.ids) for t in trajs)  # every completion is in the update (see OVERRIDES)
-    return ctx, seconds, m, sum(len(t.ids) - t.prompt_len for t in trajs), update_tokens
+    logical = sum(len(t.ids) for t in trajs)  # every completion is in the update (see OVERRIDES)
+    groups: dict = {}
+    for t in trajs:
+        groups.setdefault(t.group_id, []).append(t)
+    computed = sum(g[0].prompt_len + sum(len(t.ids) - g[0].prompt_len for t in g) for g in groups.values())
+    return ctx, seconds, m, sum(len(t.ids) - t.prompt_len for t in trajs), (computed, logical)
 
 
 def trl_step(ctx):
@@ -98,16 +105,19 @@ def trl_step(ctx):
 def main() -> None:
     torch.set_num_threads(2)
     peak = matmul_flops()
-    ctx, ours, m, completion_tokens, update_tokens = cahl_step()
+    ctx, ours, m, completion_tokens, (computed, logical) = cahl_step()
     n = sum(p.numel() for name, p in ctx.policies.model.named_parameters() if "embed" not in name and "lora" not in name)
     update_s = m["time/update"]
-    mfu = 4 * n * update_tokens / update_s / peak if update_s > 0 else 0.0
+    mfu = 4 * n * computed / update_s / peak if update_s > 0 else 0.0
+    effective = 4 * n * logical / update_s / peak if update_s > 0 else 0.0
     print(f"cahl: {ours:.1f} s/step (rollout {m['time/rollout']:.1f} s, update {update_s:.1f} s), "
-          f"{completion_tokens} completion tokens, {update_tokens} tokens in the update")
+          f"{completion_tokens} completion tokens; update: {logical} tokens of prompt+completion per sample, "
+          f"{computed} computed (each group's prompt once)")
     theirs = trl_step(ctx)
     print(f"trl:  {theirs:.1f} s/step")
     print(f"fp32 matmul: {peak / 1e9:.0f} GFLOP/s; N = {n / 1e6:.1f}M non-embedding parameters")
-    print(f"MFU (update): {mfu:.1%}")
+    print(f"MFU (update, tokens computed): {mfu:.1%}")
+    print(f"effective MFU (update, per prompt+completion token, as a trainer without prefix sharing counts): {effective:.1%}")
     print(f"ratio: {theirs / ours:.2f}")
 
 
