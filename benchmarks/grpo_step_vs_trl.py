@@ -12,7 +12,7 @@ Each trainer does one warm-up step, then one timed step. Prints both times, both
 Tokens are counted as computed (a group's shared prompt once); the "effective" figure counts every
 sample's prompt, as a trainer without prefix sharing must compute it.
 
-N = non-embedding parameters. Run: python3 benchmarks/grpo_step_vs_trl.py   (needs `pip install trl==1.16.0`)
+N = non-embedding parameters. Run: python3 benchmarks/grpo_step_vs_trl.py   (needs `pip install -e .[bench]`, i.e. trl==1.16.0)
 """
 
 from __future__ import annotations
