@@ -38,9 +38,7 @@ def cmd_eval(args) -> None:
             extra.append(f"eval.{key}={value}")
     cfg = _config(args, extra)
     policies, chat = build_policies(cfg.model, adapters=args.adapters)
-    rollout = cfg.rollout.__class__(**{**cfg.rollout.__dict__, "agent": cfg.eval.agent,
-                                       "temperature": cfg.eval.temperature, "max_new_tokens": cfg.eval.max_new_tokens})
-    result = evaluate(policies, chat, rollout, cfg.eval.bench, cfg.eval.limit, cfg.out, cfg.data_dir or None,
+    result = evaluate(policies, chat, _eval_rollout(cfg, cfg.eval.agent), cfg.eval.bench, cfg.eval.limit, cfg.out, cfg.data_dir or None,
                       cfg.eval.batch_size)
     print(Path(cfg.out, "eval.md").read_text())
     print(f"wrote {Path(cfg.out, 'eval.json')} ({result['seconds']} s)")

@@ -68,7 +68,7 @@ def _mark_solved(episodes) -> None:
 
 def _item(bench: str, cat: str, ep: Episode, verdict) -> dict:
     head = ep.trajectories[0]
-    executors = [t for t in ep.trajectories[1:]]
+    executors = ep.trajectories[1:]
     solved = [t.meta.get("solved") for t in executors if t.meta.get("chosen")]
     return {
         "bench": bench, "category": cat, "id": ep.task.id, "correct": verdict.correct,
