@@ -37,6 +37,8 @@ from cahl.types import CahlInputError, Message, Task, ToolCall, ToolSpec
 
 TOOLRL_SOURCE = "apibank_toolrl"
 ORIGINAL_SOURCE = "apibank_original"
+# Task.meta key of the calls a dialogue made before the evaluated one (ApiBankEnv.reset replays them)
+PRIOR_CALLS_KEY = "apibank_prior_calls"
 TOOLRL_COUNTS = {1: 399, 2: 67, 3: 131}
 ORIGINAL_FOLDERS = {1: "level-1-given-desc", 2: "level-2-toolsearcher"}
 _TOOLRL_ORIGIN = "github.com/qiancheng0/ToolRL (benchmarks/API-Bank/level-{1,2,3}-api_processed.json)"
@@ -86,6 +88,7 @@ def load_apibank_original(level: int, data_dir: str | Path | None = None) -> lis
         if dialogue not in dialogues:
             dialogues[dialogue] = _read_dialogue(require_file(root / dialogue, _ORIGINAL_ORIGIN))
         messages, found_tools = _original_dialogue(item["input"], where)
+        turn = _api_turn(dialogues[dialogue], item["id"], f"{where} ({dialogue})")
         tasks.append(Task(
             id=f"apibank_original_l{level}_{i}",
             source=ORIGINAL_SOURCE,
@@ -95,8 +98,10 @@ def load_apibank_original(level: int, data_dir: str | Path | None = None) -> lis
             split="test",
             category=f"level-{level}",
             meta={"file": item["file"], "sample_id": item["id"], "dialogue": dialogue,
-                  "api_turn": _api_turn(dialogues[dialogue], item["id"], f"{where} ({dialogue})"),
-                  "instruction": item["instruction"]},
+                  "api_turn": turn, "instruction": item["instruction"],
+                  # the dialogue's earlier calls: the executable env replays them so state matches
+                  "apibank_root": str(root / "apibank/original"),
+                  PRIOR_CALLS_KEY: _prior_api_calls(dialogues[dialogue][:turn], f"{root / dialogue}")},
         ))
     return tasks
 
@@ -214,6 +219,15 @@ def _merge_tools(first: list[ToolSpec], more: list[ToolSpec]) -> list[ToolSpec]:
 
 def _read_dialogue(path: Path) -> list[dict]:
     return [obj for _, obj in paths.iter_jsonl(path)]
+
+
+def _prior_api_calls(turns: list[dict], where: str) -> list[dict]:
+    calls = []
+    for n, turn in enumerate(turns):
+        if turn.get("role") == "API":
+            require_keys(turn, ["api_name", "param_dict"], f"{where}:{n + 1}")
+            calls.append({"name": turn["api_name"], "arguments": turn["param_dict"]})
+    return calls
 
 
 def _api_turn(dialogue: list[dict], sample_id: Any, where: str) -> int:

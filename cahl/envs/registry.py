@@ -15,9 +15,9 @@ def _synth(task: Task) -> Env:
 
 
 def _apibank_exec(task: Task) -> Env:
-    from cahl.envs.apibank import ApiBankEnv
+    from cahl.eval.benchmarks import _apibank_env
 
-    return ApiBankEnv()
+    return _apibank_env(task)
 
 
 def _search(task: Task) -> Env:

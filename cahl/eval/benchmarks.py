@@ -77,6 +77,49 @@ def _apibank() -> Benchmark:
                      lambda task: FunctionCallEnv(), score_apibank)
 
 
+# -- API-Bank level-1/2, executed (the original protocol: run the call, compare its result) ------
+def score_apibank_exec(task: Task, episode: Episode) -> Verdict:
+    """API-Bank's level-1/2 rule: the first API request must name the gold API and, executed, give
+    the gold call's result (output and exception). Both run from the same replayed dialogue state;
+    the gold result is our execution of the gold call (458/508 recorded results replay exactly, the
+    rest hold random ids), so an item is never unwinnable because of a recording."""
+    from cahl.envs.apibank import ApiBankEnv, results_agree
+
+    if not episode.calls:
+        return Verdict(False, "no_call")
+    call, gold = episode.calls[0], (task.gold_calls or [None])[0]
+    if gold is None:
+        raise CahlInputError(f"task {task.id}: an executed API-Bank item needs one gold call")
+    if call.name != gold.name:
+        return Verdict(False, "wrong_api")
+    results = []
+    for c in (gold, call):
+        env = _apibank_env(task)
+        env.reset(task)
+        env.step([c])
+        results.append(env.results[-1])
+    ok = results_agree(results[0], results[1])
+    return Verdict(ok, None if ok else "wrong_result")
+
+
+def _apibank_env(task: Task) -> Env:
+    from pathlib import Path
+
+    from cahl.envs.apibank import ApiBankEnv
+
+    root = task.meta.get("apibank_root")  # the loader's data directory, else CAHL_DATA_DIR
+    return ApiBankEnv(Path(root) if root else None)
+
+
+def _apibank_exec() -> Benchmark:
+    from cahl.data.apibank import load_apibank_original
+
+    return Benchmark("api_bank_exec", ["level-1", "level-2"], ["level-1", "level-2"],
+                     lambda cat, data_dir: load_apibank_original(int(cat.split("-")[1]), data_dir),
+                     _apibank_env, score_apibank_exec,
+                     note="API-Bank's original level-1 (399) / level-2 (135) items; calls run against our API implementations")
+
+
 # -- Bamboogle (answer EM / F1 with a local BM25 search tool) -----------------------------------
 def score_answer(task: Task, episode: Episode) -> Verdict:
     from cahl.eval.scoring import exact_match, token_f1
@@ -131,6 +174,7 @@ BENCHMARKS: dict[str, Callable[[], Benchmark]] = {
     "bfcl_v3": lambda: _bfcl("v3"),
     "bfcl_v4": lambda: _bfcl("v4"),
     "api_bank": _apibank,
+    "api_bank_exec": _apibank_exec,
     "bamboogle": _bamboogle,
     "synth_unseen": _synth_unseen,
 }

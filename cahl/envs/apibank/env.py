@@ -14,6 +14,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from cahl.data.apibank import PRIOR_CALLS_KEY
 from cahl.envs.apibank.apis import ApiError, run_api
 from cahl.envs.apibank.specs import API_SCHEMAS, check_arguments, tools_for
 from cahl.envs.apibank.store import EpisodeState, check_init_tables
@@ -21,9 +22,8 @@ from cahl.envs.base import DEFAULT_TOOL_TIMEOUT_S, call_with_timeout
 from cahl.paths import data_dir, iter_jsonl, require_keys
 from cahl.types import CahlInputError, Observation, Task, ToolCall, ToolSpec
 
-# Calls the dialogue made before the point being evaluated; reset() runs them so that the
-# episode starts from the state they left (e.g. ForgotPassword's first step, a deleted account).
-PRIOR_CALLS_KEY = "apibank_prior_calls"
+# PRIOR_CALLS_KEY: calls the dialogue made before the point being evaluated; reset() runs them so
+# that the episode starts from the state they left (e.g. ForgotPassword's first step, a deleted account).
 
 
 def default_root() -> Path:
