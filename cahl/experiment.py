@@ -10,6 +10,12 @@ Arms, each over several seeds, all trained arms under the same budget:
 Budget rule: with the base config's train.steps = N (joint steps, each updating both roles) and
 train.tasks_per_step = T, every trained arm makes 2N optimizer steps in total and rolls out N*T
 tasks: separate and flat run 2N steps of ceil(T/2) tasks. The counters are printed per arm.
+Runs go seed by seed (all arms of seed 0, then seed 1, ...), so a cut-short experiment still has
+every arm for its first seeds. SFT is shared within a seed: the hierarchical arms (separate, joint,
+joint_no_align) start from the `sft` arm's checkpoint after its SFT steps, which is exactly where
+their own identical SFT phase would end (same config section, data and seed), so paired
+differences measure GRPO alone. `raw` under greedy evaluation (eval.temperature = 0) involves no
+randomness and is evaluated once, for the first seed.
 Every (arm, seed) writes OUT/<arm>/seed_<s>/done.json when finished; a re-run skips those, and an
 interrupted training run resumes from its newest checkpoint.
 """
@@ -19,7 +25,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import statistics
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -67,6 +75,7 @@ def run_arm(cfg, arm: str, seed: int, out: Path) -> dict:
     done = out / "done.json"
     if done.is_file():
         return json.loads(done.read_text())
+    t0 = time.perf_counter()
     acfg = arm_config(cfg, arm, seed, out)
     agent = "flat" if arm == "flat" else "hierarchical"
     rollout = replace(cfg.rollout, agent=agent, temperature=cfg.eval.temperature, max_new_tokens=cfg.eval.max_new_tokens,
@@ -84,7 +93,8 @@ def run_arm(cfg, arm: str, seed: int, out: Path) -> dict:
     last = metrics[-1] if metrics else {}
     record = {"arm": arm, "seed": seed, "benchmarks": _pooled(result),
               "budget": {k: v for k, v in last.items() if k.startswith("optimizer_steps/") or k in ("episodes", "trajectories")},
-              "sft_steps": acfg.sft.steps, "grpo_steps": acfg.train.steps}
+              "sft_steps": acfg.sft.steps, "grpo_steps": acfg.train.steps,
+              "seconds": round(time.perf_counter() - t0, 1)}  # this arm's training + evaluation in this process
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(done)
@@ -172,15 +182,41 @@ def _curves(out: Path, arms: list[str], seeds: list[int]) -> None:
     plt.close(fig)
 
 
+SHARES_SFT = ("separate", "joint", "joint_no_align")  # hierarchical arms whose SFT phase equals the sft arm's
+
+
+def seed_from_sft(cfg, arm_dir: Path, sft_dir: Path) -> bool:
+    """Start `arm_dir` from the sft arm's checkpoint at the end of SFT (module docstring).
+
+    Copies the verified checkpoint and the SFT metrics; training then resumes after SFT. Returns
+    False (the arm runs its own SFT) when the arm has started already or there is nothing to share.
+    """
+    from cahl.train.checkpoint import verify
+
+    src = sft_dir / "checkpoints" / f"step_{cfg.sft.steps:06d}"
+    if cfg.sft.steps == 0 or (arm_dir / "checkpoints").exists() or not verify(src):
+        return False
+    (arm_dir / "checkpoints").mkdir(parents=True)
+    shutil.copytree(src, arm_dir / "checkpoints" / src.name)
+    shutil.copy2(sft_dir / "metrics.jsonl", arm_dir / "metrics.jsonl")
+    return True
+
+
 def run_experiment(cfg) -> str:
     exp = cfg.experiment
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    for arm in exp.arms:
-        for seed in exp.seeds:
-            print(f"== experiment arm {arm}, seed {seed}")
-            records.append(run_arm(cfg, arm, seed, out / arm / f"seed_{seed}"))
+    t0 = time.perf_counter()
+    for i, seed in enumerate(exp.seeds):
+        for arm in exp.arms:
+            if arm == "raw" and i > 0 and cfg.eval.temperature == 0:
+                continue  # greedy, untrained: the same numbers for every seed
+            run_dir = out / arm / f"seed_{seed}"
+            if arm in SHARES_SFT and "sft" in exp.arms and seed_from_sft(cfg, run_dir, out / "sft" / f"seed_{seed}"):
+                print(f"== {arm}, seed {seed}: starting from the sft arm's checkpoint after {cfg.sft.steps} SFT steps")
+            print(f"== experiment arm {arm}, seed {seed} ({(time.perf_counter() - t0) / 60:.1f} min so far)")
+            records.append(run_arm(cfg, arm, seed, run_dir))
             print(f"   {records[-1]['benchmarks']} budget {records[-1]['budget']}")
     return summarize(records, out, exp.arms, exp.seeds)
 

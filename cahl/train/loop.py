@@ -342,16 +342,17 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     if start == 0:
         logger.reset()
         (run_dir / "samples.jsonl").unlink(missing_ok=True)
-        saved.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     else:
         truncate_samples(run_dir, start)
-        old = yaml.safe_load(saved.read_text()) if saved.is_file() else None
+        old = yaml.safe_load(saved.read_text()) if saved.is_file() else None  # none: a seeded start (experiment)
         if old is not None and old != yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
             from cahl.types import CahlInputError
 
             changed = sorted(k for k in set(old) | set(to_dict(cfg)) if old.get(k) != to_dict(cfg).get(k))
             raise CahlInputError(f"--resume with a config that differs from {saved} in section(s) {changed}; "
                                  "resume with the same config, or start a new --out")
+    if start == 0 or not saved.is_file():
+        saved.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     bar = tqdm(total=len(plan), initial=start, desc=f"train ({cfg.train.schedule})", unit="step", dynamic_ncols=True)
     for step in range(start, len(plan)):
