@@ -209,3 +209,39 @@ def test_prune_keeps_only_cached_kv_of_live_episodes(backend, prompts):
     assert [len(k[1]) for k in backend._prefix] == [len(prompts[0]) + len(samples[0].ids) - 1]
     assert backend._prefix_tokens == len(prompts[0]) + len(samples[0].ids) - 1
     backend.clear_cache()
+
+
+def test_reserved_layer_matches_concatenation_through_growth_and_row_selection():
+    from transformers.cache_utils import DynamicLayer
+
+    from cahl.agents.generation import ReservedLayer
+
+    g = torch.Generator().manual_seed(0)
+    k0, v0 = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g)
+    ours, ref = ReservedLayer(k0, v0, extra=2), DynamicLayer()
+    ref.update(k0, v0)
+    for step in range(6):  # 2 fit in the reserve, then it must grow
+        k, v = torch.randn(3, 2, 1, 4, generator=g), torch.randn(3, 2, 1, 4, generator=g)
+        a, b = ours.update(k, v), ref.update(k, v)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    idx = torch.tensor([2, 0])
+    ours.batch_select_indices(idx)
+    ref.batch_select_indices(idx)
+    assert torch.equal(ours.keys, ref.keys) and ours.get_seq_length() == ref.get_seq_length() == 11
+    k, v = torch.randn(2, 2, 1, 4, generator=g), torch.randn(2, 2, 1, 4, generator=g)
+    assert torch.equal(ours.update(k, v)[1], ref.update(k, v)[1])
+
+
+def test_inverse_cdf_draw_follows_the_distribution_and_never_draws_zero_probability():
+    from cahl.agents.generation import _draw
+
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
+    rng = torch.Generator().manual_seed(0)
+    draws = torch.cat([_draw(probs.expand(1000, -1), rng) for _ in range(20)])  # 20,000 draws
+    freq = torch.bincount(draws, minlength=6).double() / len(draws)
+    assert freq[[0, 2, 5]].sum() == 0
+    # binomial std at n=20,000 is <= 0.0036: 4 std
+    assert torch.allclose(freq, probs.double(), atol=0.015), freq
+    one_hot = torch.zeros(3, 5)
+    one_hot[torch.arange(3), torch.tensor([4, 0, 2])] = 1.0
+    assert _draw(one_hot, rng).tolist() == [4, 0, 2]  # edges: first and last index
