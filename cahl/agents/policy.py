@@ -40,6 +40,7 @@ import torch
 
 from cahl.agents.build import DTYPES
 from cahl.agents.generation import HFBackend, Sample, SamplingParams
+from cahl.agents.lora_fast import install_fused_lora
 from cahl.agents.model import load_model
 from cahl.paths import read_json, require_file, require_keys
 from cahl.types import CahlInputError
@@ -145,6 +146,7 @@ class PolicySet:
                           for r in self.roles}
         for model in self._distinct_models():
             self._keep_trainable(model)
+            install_fused_lora(model)
 
     # --- construction -------------------------------------------------------------------------
 
