@@ -36,21 +36,27 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = load_bench_tasks(bench_spec, limit, data_dir)
     cfg = replace(rollout_cfg, plans_per_task=1, attempts_per_subtask=1)
-    items, summary = [], {}
+    items: list[dict] = []
+    summary: dict = {}
     t0 = time.perf_counter()
-    with tqdm(total=sum(len(t) for _, _, t in groups), desc=label, unit="task", dynamic_ncols=True) as bar:
-        for bench, cat, tasks in groups:
-            rows = []
-            for i in range(0, len(tasks), batch_size):
-                rollout = Rollout(policies, chat, replace(cfg, seed=cfg.seed + i))
-                episodes = rollout.run(tasks[i:i + batch_size], bench.make_env)
-                if cfg.agent == "hierarchical":
-                    _mark_solved(episodes)
-                for ep in episodes:
-                    rows.append(_item(bench.name, cat, ep, bench.score(ep.task, ep)))
-                    bar.update(1)
-            items.extend(rows)
-            summary.setdefault(bench.name, {})[cat] = _summarize(rows)
+    # Batches span categories and benchmarks (a category of 3 items alone would decode at batch 3);
+    # each task gets its own benchmark's environment and verdict.
+    entries = [(bench, cat, task) for bench, cat, tasks in groups for task in tasks]
+    rows: dict[tuple[str, str], list[dict]] = {(bench.name, cat): [] for bench, cat, _ in groups}
+    with tqdm(total=len(entries), desc=label, unit="task", dynamic_ncols=True) as bar:
+        for i in range(0, len(entries), batch_size):
+            chunk = entries[i:i + batch_size]
+            bench_of = {id(task): bench for bench, _, task in chunk}
+            rollout = Rollout(policies, chat, replace(cfg, seed=cfg.seed + i))
+            episodes = rollout.run([task for _, _, task in chunk], lambda task: bench_of[id(task)].make_env(task))
+            if cfg.agent == "hierarchical":
+                _mark_solved(episodes)
+            for (bench, cat, task), ep in zip(chunk, episodes, strict=True):  # one episode per task, in order
+                rows[(bench.name, cat)].append(_item(bench.name, cat, ep, bench.score(task, ep)))
+                bar.update(1)
+    for (name, cat), group_rows in rows.items():
+        items.extend(group_rows)
+        summary.setdefault(name, {})[cat] = _summarize(group_rows)
     result = {"agent": cfg.agent, "bench": bench_spec, "limit": limit, "seconds": round(time.perf_counter() - t0, 1),
               "benchmarks": summary, "notes": {b.name: b.note for b, _, _ in groups if b.note}, "items": items}
     (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str))
