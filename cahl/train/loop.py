@@ -168,7 +168,7 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
             continue
         for i in keep:
             trajs[i].advantage = float(adv[i])
-        m = grpo_step(ctx.policies, role, ctx.optimizers[role], [trajs[i] for i in keep], [float(adv[i]) for i in keep],
+        m = grpo_step(ctx.policies, role, with_lr(ctx.optimizers[role], ctx.lr[role]), [trajs[i] for i in keep], [float(adv[i]) for i in keep],
                       eps_low=cfg.train.eps_low, eps_high=cfg.train.eps_high, kl_beta=cfg.train.kl_beta,
                       max_tokens=cfg.train.max_tokens, grad_clip=cfg.train.grad_clip, pad_id=ctx.pad_id,
                       temperature=max(cfg.rollout.temperature, 1e-6))
@@ -284,6 +284,24 @@ class _Ctx:
     pass
 
 
+def adapter_optimizers(policies, roles, lr: dict[str, float]) -> dict[str, torch.optim.AdamW]:
+    """role -> AdamW, one per adapter: roles on one adapter (model.policies=shared) share one set of
+    Adam moments instead of two optimizers each stepping the same weights with half the history.
+    A role's own LR is set on its optimizer when it steps (`with_lr`)."""
+    by_adapter: dict[str, torch.optim.AdamW] = {}
+    for r in roles:
+        adapter = policies.adapter_of[r]
+        if adapter not in by_adapter:
+            by_adapter[adapter] = torch.optim.AdamW(policies.parameters(r), lr=lr[r], weight_decay=0.0)
+    return {r: by_adapter[policies.adapter_of[r]] for r in roles}
+
+
+def with_lr(optimizer: torch.optim.Optimizer, lr: float) -> torch.optim.Optimizer:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return optimizer
+
+
 def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
     """Policies (fresh, or the checkpoint's adapters), tasks, SFT pools and one optimizer per role."""
     from cahl.agents.policy import PolicySet
@@ -302,9 +320,9 @@ def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
     ctx.tasks = training_tasks(cfg)
     ctx.subtask_pool = subtask_tasks(ctx.tasks)
     ctx.sft_pool = sft_pools(ctx.chat, ctx.tasks, roles, cfg.sft.max_len) if cfg.sft.steps else {}
-    lr = {"planner": cfg.train.lr_planner, "executor": cfg.train.lr_executor, "flat": cfg.train.lr_executor}
-    ctx.optimizers = {r: torch.optim.AdamW(ctx.policies.parameters(r), lr=lr[r], weight_decay=0.0) for r in roles}
-    ctx.sft_optimizers = {r: torch.optim.AdamW(ctx.policies.parameters(r), lr=cfg.sft.lr, weight_decay=0.0) for r in roles}
+    ctx.lr = {"planner": cfg.train.lr_planner, "executor": cfg.train.lr_executor, "flat": cfg.train.lr_executor}
+    ctx.optimizers = adapter_optimizers(ctx.policies, roles, ctx.lr)
+    ctx.sft_optimizers = adapter_optimizers(ctx.policies, roles, {r: cfg.sft.lr for r in roles})
     ctx.counters = Counter()
     ctx.last_episodes = []
     return ctx
