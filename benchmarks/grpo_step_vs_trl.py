@@ -103,6 +103,11 @@ def trl_step(ctx):
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-trl", action="store_true", help="cahl's step and MFU only (no ratio)")
+    args = ap.parse_args()
     torch.set_num_threads(2)
     peak = matmul_flops()
     ctx, ours, m, completion_tokens, (computed, logical) = cahl_step()
@@ -113,12 +118,14 @@ def main() -> None:
     print(f"cahl: {ours:.1f} s/step (rollout {m['time/rollout']:.1f} s, update {update_s:.1f} s), "
           f"{completion_tokens} completion tokens; update: {logical} tokens of prompt+completion per sample, "
           f"{computed} computed (each group's prompt once)")
-    theirs = trl_step(ctx)
-    print(f"trl:  {theirs:.1f} s/step")
+    theirs = None if args.no_trl else trl_step(ctx)
+    if theirs is not None:
+        print(f"trl:  {theirs:.1f} s/step")
     print(f"fp32 matmul: {peak / 1e9:.0f} GFLOP/s; N = {n / 1e6:.1f}M non-embedding parameters")
     print(f"MFU (update, tokens computed): {mfu:.1%}")
     print(f"effective MFU (update, per prompt+completion token, as a trainer without prefix sharing counts): {effective:.1%}")
-    print(f"ratio: {theirs / ours:.2f}")
+    if theirs is not None:
+        print(f"ratio: {theirs / ours:.2f}")
 
 
 if __name__ == "__main__":
