@@ -99,8 +99,8 @@ def load_apibank_original(level: int, data_dir: str | Path | None = None) -> lis
             category=f"level-{level}",
             meta={"file": item["file"], "sample_id": item["id"], "dialogue": dialogue,
                   "api_turn": turn, "instruction": item["instruction"],
+                  "apibank_root": str(root / "apibank/original"),  # ApiBankEnv reads this data folder
                   # the dialogue's earlier calls: the executable env replays them so state matches
-                  "apibank_root": str(root / "apibank/original"),
                   PRIOR_CALLS_KEY: _prior_api_calls(dialogues[dialogue][:turn], f"{root / dialogue}")},
         ))
     return tasks

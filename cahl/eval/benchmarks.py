@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 from cahl.envs.base import Env, FunctionCallEnv
@@ -83,7 +84,7 @@ def score_apibank_exec(task: Task, episode: Episode) -> Verdict:
     the gold call's result (output and exception). Both run from the same replayed dialogue state;
     the gold result is our execution of the gold call (458/508 recorded results replay exactly, the
     rest hold random ids), so an item is never unwinnable because of a recording."""
-    from cahl.envs.apibank import ApiBankEnv, results_agree
+    from cahl.envs.apibank import results_agree
 
     if not episode.calls:
         return Verdict(False, "no_call")
@@ -103,8 +104,6 @@ def score_apibank_exec(task: Task, episode: Episode) -> Verdict:
 
 
 def _apibank_env(task: Task) -> Env:
-    from pathlib import Path
-
     from cahl.envs.apibank import ApiBankEnv
 
     root = task.meta.get("apibank_root")  # the loader's data directory, else CAHL_DATA_DIR
