@@ -8,11 +8,15 @@ should stop at a closing tag. The loop is a plain KV-cached decode over left-pad
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
 from transformers.cache_utils import DynamicLayer
+
+from cahl.agents.lora_fast import route_adapters
 
 
 @dataclass
@@ -42,180 +46,122 @@ class GenerationBackend(Protocol):
 class GenStats:
     """Counters a benchmark or the trainer reads after a call."""
 
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # prompt tokens computed (cached prefixes not counted)
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     generated_tokens: int = 0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
+    prefill_seconds: float = 0.0  # part of `seconds`
+    steps: int = 0  # decode forwards
+    rows: int = 0  # live rows over all decode forwards (rows / steps = mean batch)
+    slots: int = 0  # rows computed over all decode forwards, empty slots included
 
 
 class HFBackend:
-    """Sampling with a transformers causal LM (CPU or GPU); the model's active adapter is used."""
+    """Sampling with a transformers causal LM (CPU or GPU).
+
+    Rows decode with the model's active adapter, or with the LoRA adapter their request names when
+    the model's LoRA layers were given the routed forward (`lora_fast.install_fused_lora`)."""
 
     def __init__(self, model, tokenizer, max_batch: int = 32, cache_tokens: int = 64_000):
-        from collections import OrderedDict
-
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
-        self.cache_tokens = cache_tokens  # prefix KV kept across turns (0 = off); ~46 KB/token for 135M
-        self.cache_tag = ""  # namespace of cached KV: the active adapter (KV differs per adapter)
-        self._prefix: OrderedDict = OrderedDict()
-        self._prefix_tokens = 0
+        self.cache = PrefixCache(cache_tokens)  # KV kept across turns (0 = off); ~46 KB/token for 135M
         self.eos_ids = set(_eos_ids(model, tokenizer))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.stats = GenStats()
 
-    @torch.no_grad()
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int | list[int] = 1,
-                 seed: int | None = None) -> list[Sample]:
-        import time
-
-        t0 = time.perf_counter()
+                 seed: int | None = None, adapter: str | None = None) -> list[Sample]:
         counts = [n] * len(prompts) if isinstance(n, int) else list(n)
         if len(counts) != len(prompts) or any(c < 0 for c in counts):
             raise ValueError(f"generate: n must be >= 0, one count per prompt; got {n!r} for {len(prompts)} prompts")
-        rng = torch.Generator(device="cpu")
-        # seed=None draws from torch's global generator (not torch.seed(), which reseeds it from OS
-        # entropy): unseeded sampling is then reproducible after torch.manual_seed
-        rng.manual_seed(seed if seed is not None else int(torch.randint(2**63 - 1, ())))
-        wanted = [i for i, c in enumerate(counts) if c > 0]  # prompts with no samples are not prefilled
-        out: list[Sample] = []
-        start = 0
-        while start < len(wanted):  # chunks of at most max_batch rows (a prompt's samples stay together)
-            end, rows = start, 0
-            while end < len(wanted) and (end == start or rows + counts[wanted[end]] <= self.max_batch):
-                rows += counts[wanted[end]]
-                end += 1
-            chunk = wanted[start:end]
-            for s in self._generate_chunk([prompts[i] for i in chunk], params, [counts[i] for i in chunk], rng):
-                s.prompt_index = chunk[s.prompt_index]
-                out.append(s)
-            start = end
-        self.stats.seconds += time.perf_counter() - t0
+        decoder = self.decoder(seed)
+        for i, (prompt, count) in enumerate(zip(prompts, counts)):
+            if count:  # prompts with no samples are not prefilled
+                decoder.submit(prompt, params, n=count, adapter=adapter, tags=[(i, j) for j in range(count)])
+        done: dict = {}
+        while decoder.busy:
+            done.update(decoder.step())
+        out = []
+        for i, count in enumerate(counts):
+            for j in range(count):
+                done[i, j].prompt_index = i
+                out.append(done[i, j])
         return out
 
-    def _generate_chunk(self, prompts, params, counts, rng) -> list[Sample]:
-        model, device = self.model, self.model.device
-
-        # 1. Prefill each distinct prompt once, reusing the KV of a cached prefix (the earlier turns
-        #    of the same episode), then repeat each prompt's cache counts[i] times.
-        cache, mask, logits, lengths = self._prefill(prompts, reserve=params.max_new_tokens)
-        owner = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(counts))  # [rows]
-        if not torch.equal(owner, torch.arange(len(prompts))):  # some prompt has more than one sample
-            cache.batch_select_indices(owner.to(device))
-            logits, mask, lengths = logits[owner.to(device)], mask[owner.to(device)], lengths[owner]
-        rows = len(owner)
-        samples = [Sample([], [], "length", prompt_index=int(owner[r])) for r in range(rows)]
-        active = torch.arange(rows)  # sample index of each row still in the batch
-        next_pos = lengths.clone()  # [rows] position of the next token
-
-        # 2. Decode: sample, record, drop finished rows from the batch (keeping their KV for the next turn).
-        for step in range(params.max_new_tokens):
-            token, logp = _sample(logits, params, rng)
-            done = []
-            for r, (t, lp) in enumerate(zip(token.tolist(), logp.tolist())):
-                s = samples[int(active[r])]
-                s.ids.append(t)
-                s.logprobs.append(lp)
-                if t in self.eos_ids or (params.stop and self._hit_stop(s.ids, params.stop)):
-                    s.finish = "stop"
-                    done.append(r)
-            self.stats.generated_tokens += len(active)
-            last = step == params.max_new_tokens - 1
-            finished = range(len(active)) if last else done
-            for r in finished:
-                s = samples[int(active[r])]
-                self._remember(prompts[s.prompt_index] + s.ids[:-1], cache, mask, r)
-            if last:
-                break
-            if done:
-                keep = torch.tensor([r for r in range(len(active)) if r not in set(done)], dtype=torch.long)
-                if len(keep) == 0:
-                    break
-                cache.batch_select_indices(keep.to(device))
-                active, token, next_pos, mask = active[keep], token[keep], next_pos[keep], mask[keep.to(device)]
-            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
-            logits = model(input_ids=token.view(-1, 1).to(device), attention_mask=mask,
-                           position_ids=next_pos.view(-1, 1).to(device), cache=cache,
-                           use_cache=True).logits[:, -1].float()
-            next_pos = next_pos + 1
-        return samples
-
-    # -- prefix KV cache across turns --------------------------------------------------------------
-    # A multi-turn episode's next prompt is its previous prompt + sampled ids + feedback. Keeping the
-    # KV of (prompt + sampled) when a row finishes means the next turn prefills only the feedback.
-    # Entries are used once, bounded by `cache_tokens`, and must be dropped (`clear_cache`) whenever
-    # the weights change: the rollout engine clears them at the end of every run.
+    def decoder(self, seed: int | None = None) -> "Decoder":
+        """A continuous batch over this backend's model; seed=None draws the seed from torch's global
+        generator (not torch.seed(), which reseeds it from OS entropy), so unseeded sampling is
+        reproducible after torch.manual_seed."""
+        rng = torch.Generator(device=self.model.device)
+        rng.manual_seed(seed if seed is not None else int(torch.randint(2**63 - 1, ())))
+        return Decoder(self, rng)
 
     def clear_cache(self) -> None:
-        self._prefix.clear()
-        self._prefix_tokens = 0
+        self.cache.clear()
 
     def prune_cache(self, live: list[list[int]]) -> None:
-        """Keep only entries that prefix a live sequence (an ended episode's KV is never reused)."""
-        for key in list(self._prefix):
-            n = len(key[1])
-            if not any(len(ids) > n and tuple(ids[:n]) == key[1] for ids in live):
-                del self._prefix[key]
-                self._prefix_tokens -= n
+        self.cache.prune(live)
 
-    def _remember(self, tokens: list[int], cache, mask, row: int) -> None:
-        if self.cache_tokens <= 0 or not tokens:
-            return
+    def _remember(self, tokens: list[int], adapter: str | None, layers, mask, row: int) -> None:
+        """Keep the KV of a finished row (its prompt + sample but the last token) for later prompts."""
         keep = mask[row].bool()
-        if int(keep.sum()) != len(tokens):
-            return  # should not happen; never store a cache that does not match its tokens
-        layers = [(layer.keys[row][:, keep].clone(), layer.values[row][:, keep].clone()) for layer in cache.layers]
-        while self._prefix and self._prefix_tokens + len(tokens) > self.cache_tokens:
-            old_key, _ = self._prefix.popitem(last=False)
-            self._prefix_tokens -= len(old_key[1])
-        self._prefix[(self.cache_tag, tuple(tokens))] = layers
-        self._prefix_tokens += len(tokens)
+        if int(keep.sum()) != len(tokens) or not self.cache.wants(len(tokens)):
+            return  # a mismatch should not happen; never store a cache that does not match its tokens
+        self.cache.store(adapter, tokens, [(layer.keys[row][:, keep].clone(), layer.values[row][:, keep].clone())
+                                           for layer in layers])
 
-    def _lookup(self, prompt: list[int]):
-        """(cached length, per-layer KV) of the longest cached strict prefix of `prompt`, or (0, None)."""
-        lengths = sorted({len(k[1]) for k in self._prefix if k[0] == self.cache_tag and len(k[1]) < len(prompt)},
-                         reverse=True)
-        for n in lengths:
-            key = (self.cache_tag, tuple(prompt[:n]))
-            if key in self._prefix:
-                self._prefix_tokens -= n
-                return n, self._prefix.pop(key)
-        return 0, None
-
-    def _prefill(self, prompts, reserve: int = 0):
+    def _prefill(self, prompts: list[list[int]], adapters: list[str | None]):
         """Prefill rows in two groups (with / without a cached prefix, so short and long rows are not
-        padded to each other), then merge. Returns (cache, mask [B, W], last logits [B, V], lengths [B]);
-        the cache has room for `reserve` decoded tokens per row."""
-        from transformers import DynamicCache
-
-        found = [self._lookup(p) for p in prompts]
+        padded to each other), each row through its own adapter. Returns per-layer (keys, values)
+        [B, heads, W, dim], mask [B, W] (rows left-padded to W columns) and last logits [B, V]."""
+        t0 = time.perf_counter()
+        found = [self.cache.find(a, p) for p, a in zip(prompts, adapters)]
+        if self._share_new_prefixes(prompts, adapters, found):
+            found = [self.cache.find(a, p) for p, a in zip(prompts, adapters)]
         groups = [[i for i in range(len(prompts)) if (found[i][0] > 0) == hit] for hit in (False, True)]
-        parts = [self._prefill_group([prompts[i] for i in g], [found[i] for i in g]) for g in groups if g]
+        parts = [self._prefill_group([prompts[i] for i in g], [found[i] for i in g], [adapters[i] for i in g])
+                 for g in groups if g]
         order = [i for g in groups for i in g]
-        width = max(p[1].shape[1] for p in parts)
-        layers_k, layers_v, masks, logits = [], [], [], []
-        for kv, mask, lg in parts:
-            pad = width - mask.shape[1]
-            masks.append(torch.nn.functional.pad(mask, (pad, 0)))
-            logits.append(lg)
-            layers_k.append([torch.nn.functional.pad(k, (0, 0, pad, 0)) for k, _ in kv])
-            layers_v.append([torch.nn.functional.pad(v, (0, 0, pad, 0)) for _, v in kv])
-        inverse = torch.argsort(torch.tensor(order))  # back to prompt order
-        cache = DynamicCache(config=self.model.config)
-        for layer in range(len(layers_k[0])):
-            k = torch.cat([lk[layer] for lk in layers_k])[inverse]
-            v = torch.cat([lv[layer] for lv in layers_v])[inverse]
-            if type(cache.layers[layer]) is DynamicLayer:  # full attention: decode writes in place
-                cache.layers[layer] = ReservedLayer(k, v, extra=reserve)
-            else:  # e.g. sliding-window layers keep transformers' own handling
-                cache.update(k, v, layer)
-        mask = torch.cat(masks)[inverse]
-        lengths = torch.tensor([len(p) for p in prompts])
-        self.stats.prompt_tokens += sum(len(p) - f[0] for p, f in zip(prompts, found))
-        return cache, mask, torch.cat(logits)[inverse], lengths
+        inverse = torch.argsort(torch.tensor(order)).to(self.model.device)  # back to prompt order
+        width = max(mask.shape[1] for _, mask, _ in parts)
 
-    def _prefill_group(self, prompts, found):
+        def merged(tensors: list[torch.Tensor]) -> torch.Tensor:  # left-pad dim 2 (KV) or 1 (mask) to `width`
+            kv = tensors[0].dim() == 4
+            return torch.cat([torch.nn.functional.pad(t, (0, 0, width - t.shape[2], 0) if kv else (width - t.shape[1], 0))
+                              for t in tensors])[inverse]
+
+        kv = [tuple(merged([p[0][layer][i] for p in parts]) for i in (0, 1)) for layer in range(len(parts[0][0]))]
+        mask = merged([p[1] for p in parts])
+        self.stats.prompt_tokens += sum(len(p) - f[0] for p, f in zip(prompts, found))
+        self.stats.cached_tokens += sum(f[0] for f in found)
+        for i, (prompt, adapter) in enumerate(zip(prompts, adapters)):  # for later requests of the same start
+            if self.cache.wants(len(prompt)):
+                keep = mask[i].bool()
+                self.cache.store(adapter, prompt, [(k[i][:, keep].clone(), v[i][:, keep].clone()) for k, v in kv])
+        self.stats.prefill_seconds += time.perf_counter() - t0
+        return kv, mask, torch.cat([p[2] for p in parts])[inverse]
+
+    def _share_new_prefixes(self, prompts, adapters, found) -> bool:
+        """Prompts of one adapter that the cache does not cover but that share a long prefix (the
+        fixed instructions of a role, the tools of a task): compute that prefix once and cache it."""
+        added = False
+        for adapter in dict.fromkeys(adapters):
+            misses = list({tuple(p): p for p, a, f in zip(prompts, adapters, found) if a == adapter and f[0] == 0}.values())
+            if len(misses) < 2:
+                continue
+            shared = min(len(p) for p in misses) - 1
+            for p in misses[1:]:
+                shared = min(shared, _shared_length(misses[0], p))
+            if self.cache.wants(shared) and shared >= self.cache.min_reuse:
+                kv, _, _ = self._prefill_group([misses[0][:shared]], [(0, None)], [adapter])
+                self.cache.store(adapter, misses[0][:shared], [(k[0], v[0]) for k, v in kv])
+                self.stats.prompt_tokens += shared
+                added = True
+        return added
+
+    def _prefill_group(self, prompts, found, adapters):
         from transformers import DynamicCache
 
         model, device = self.model, self.model.device
@@ -234,16 +180,19 @@ class HFBackend:
             mask[i, C + U - len(x):] = 1
         cache = DynamicCache(config=model.config)
         if C > 0:  # cached rows: their KV right-aligned at column C, gaps masked out
-            for layer in range(len(found[0][1])):
-                k0, v0 = found[0][1][layer]
+            some = next(kv for n, kv in found if n)
+            for layer in range(len(some)):
+                k0, v0 = some[layer]
                 k = k0.new_zeros((B, k0.shape[0], C, k0.shape[2]))
                 v = v0.new_zeros((B, v0.shape[0], C, v0.shape[2]))
                 for i, (n, kv) in enumerate(found):
-                    k[i, :, C - n:] = kv[layer][0]
-                    v[i, :, C - n:] = kv[layer][1]
+                    if n:
+                        k[i, :, C - n:] = kv[layer][0][:, :n]
+                        v[i, :, C - n:] = kv[layer][1][:, :n]
                 cache.update(k, v, layer)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                       cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        with route_adapters(model, adapters):
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                           cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         return kv, mask.to(device), logits
 
@@ -256,50 +205,438 @@ class HFBackend:
         return any(s in text and s not in before for s in stop)
 
 
-class ReservedLayer(DynamicLayer):
-    """A full-attention KV layer with room for `extra` more positions per row.
+@dataclass
+class _Request:
+    prompt: list[int]
+    params: SamplingParams
+    adapter: str | None
+    label: object  # whom its decode time is charged to (the rollout: the role)
+    tags: list  # one caller handle per sample
+    priority: int = 0
 
-    transformers' DynamicLayer concatenates on every update, copying the whole cache once per
-    decoded token and layer (at 32 rows x 800 tokens that is ~1.2 GB per step for the 135M model).
-    Here decode writes the new position in place and `keys`/`values` are views of the filled part;
-    attention sees the same numbers. It grows by copying only when full.
+
+@dataclass
+class _Row:
+    request: _Request
+    tag: object
+    sample: Sample
+    first: int  # first KV column holding one of its tokens
+
+
+class PrefixCache:
+    """KV of token sequences already computed, reused by any prompt that starts like one of them.
+
+    The KV of tokens[:k] does not depend on what follows them (causal attention), so an entry
+    serves every prompt sharing at least `min_reuse` leading tokens with it: the next turn of the
+    same episode (its previous prompt + sample), another sub-task of the same task (same system
+    prompt and tools), any prompt of the same role (its fixed instructions). Entries are per adapter
+    (KV differs per adapter), at most `budget` tokens in all (least recently used go first), and
+    must be dropped (`clear`) whenever the weights change: the rollout clears them after every run.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, extra: int) -> None:
+    def __init__(self, budget: int, min_reuse: int = 32):
+        from collections import OrderedDict
+
+        self.budget, self.min_reuse = budget, min_reuse
+        self.entries: OrderedDict[int, tuple[str | None, np.ndarray, list]] = OrderedDict()  # adapter, tokens, KV
+        self.tokens = 0
+        self._next = 0
+
+    def wants(self, length: int) -> bool:
+        return self.min_reuse <= length <= self.budget
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.tokens = 0
+
+    def store(self, adapter: str | None, tokens: list[int] | np.ndarray, kv: list) -> None:
+        """kv: per layer (keys, values) [heads, len(tokens), dim]. An entry that this one extends is
+        dropped; one that already extends it makes it redundant."""
+        tokens = np.asarray(tokens)
+        if not self.wants(len(tokens)):
+            return
+        for key, (a, t, _) in list(self.entries.items()):
+            if a == adapter and _shared_length(t, tokens) == min(len(t), len(tokens)):
+                if len(t) >= len(tokens):
+                    return
+                self._drop(key)
+        while self.entries and self.tokens + len(tokens) > self.budget:
+            self._drop(next(iter(self.entries)))
+        self.entries[self._next] = (adapter, tokens, kv)
+        self._next += 1
+        self.tokens += len(tokens)
+
+    def find(self, adapter: str | None, prompt: list[int]) -> tuple[int, list | None]:
+        """(n, kv): the most tokens n of `prompt` an entry holds (leaving one to compute, so the
+        prompt's last logits come from a forward), with kv[layer] covering at least prompt[:n]."""
+        prompt = np.asarray(prompt)
+        best, best_key = 0, None
+        for key, (a, t, _) in self.entries.items():
+            if a == adapter:
+                n = min(_shared_length(t, prompt), len(prompt) - 1)
+                if n > best:
+                    best, best_key = n, key
+        if best < self.min_reuse:
+            return 0, None
+        self.entries.move_to_end(best_key)
+        return best, self.entries[best_key][2]
+
+    def prune(self, live: list[list[int]]) -> None:
+        """Keep of each entry only what some live sequence still starts with (an ended episode's
+        own turns are never reused; the instructions it shares with live ones are)."""
+        width = max((len(x) for x in live), default=0)
+        table = np.full((len(live), width), -1)
+        for i, x in enumerate(live):
+            table[i, :len(x)] = x
+        for key, (adapter, t, kv) in list(self.entries.items()):
+            m = min(len(t), width)
+            equal = table[:, :m] == t[:m]
+            shared = int(np.where(equal.all(1), m, equal.argmin(1)).max()) if len(live) and m else 0
+            if shared < len(t):
+                self._drop(key)
+                self.store(adapter, t[:shared], [(k[:, :shared].clone(), v[:, :shared].clone()) for k, v in kv])
+
+    def _drop(self, key: int) -> None:
+        self.tokens -= len(self.entries.pop(key)[1])
+
+
+def _shared_length(a, b) -> int:
+    """How many leading tokens two sequences have in common."""
+    m = min(len(a), len(b))
+    differ = np.flatnonzero(np.asarray(a[:m]) != np.asarray(b[:m]))
+    return int(differ[0]) if len(differ) else m
+
+
+class Decoder:
+    """Continuous batching over one HFBackend: a request joins the running batch at the first step
+    with a free slot and leaves it at the step it finishes, so the batch neither waits for its
+    slowest row nor idles while requests are queued.
+
+    Layout: each layer's KV is one store [slots, heads, columns, dim] (`SlotLayer`). Every slot
+    writes the token it decodes at the same column `n`; a joining row's prompt is written
+    right-aligned to column n and a mask hides the columns before it. A finished row's slot is
+    taken by the next request without moving any other row's KV: the store is copied only to add
+    slots, to make room for a prompt longer than `n`, to drop leading columns no live row uses, and
+    to shrink once most slots are empty. Rows may name different LoRA adapters: every forward then
+    runs each row through its own adapter (`route_adapters`), so planner and executor turns of a
+    rollout decode in one batch.
+    """
+
+    def __init__(self, backend: HFBackend, rng: torch.Generator):
+        self.backend, self.model, self.rng = backend, backend.model, rng
+        self.device = self.model.device
+        self.queue: list[_Request] = []  # by priority (highest first), then arrival
+        self.rows: list[_Row | None] = []  # per slot
+        self.layers: list[SlotLayer] = []
+        self.cache = None  # a DynamicCache whose layers are self.layers
+        self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)  # [slots, n]
+        self.pos = torch.zeros(0, dtype=torch.long, device=self.device)  # [slots] position of each slot's next token
+        self.token = torch.zeros(0, dtype=torch.long, device=self.device)  # [slots] token each slot feeds next
+        self.logits: torch.Tensor | None = None  # [slots, V] next-token logits
+        self.n = 0  # KV columns in use
+        self.named: bool | None = None  # do requests name adapters? (all do or none do)
+        self.seconds: dict = {}  # label -> seconds: each step's time split over the rows it served
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue) or any(r is not None for r in self.rows)
+
+    def submit(self, prompt: list[int], params: SamplingParams, n: int = 1, adapter: str | None = None,
+               tags: list | None = None, label: object = None, priority: int = 0) -> None:
+        """Queue n samples of `prompt` (one prefill, shared KV); step() returns them as (tag, Sample).
+        Requests of higher priority join the batch first (a rollout gives turns that others wait
+        for a higher one than turns nothing waits for)."""
+        tags = list(range(n)) if tags is None else list(tags)
+        if n < 1 or len(tags) != n or not prompt:
+            raise ValueError(f"Decoder.submit: expected a non-empty prompt, n >= 1 and n tags; got "
+                             f"{len(prompt)} prompt tokens, n={n}, {len(tags)} tags")
+        if self.named is not None and self.named != (adapter is not None):
+            raise ValueError("Decoder.submit: either every request names an adapter or none does")
+        self.named = adapter is not None
+        size = self.backend.max_batch
+        at = next((i for i, r in enumerate(self.queue) if r.priority < priority), len(self.queue))
+        for k in range(0, n, size):  # a request never needs more rows than a batch has
+            self.queue.insert(at + k // size, _Request(list(prompt), params, adapter, label, tags[k:k + size], priority))
+
+    @torch.no_grad()
+    def step(self) -> list[tuple[object, Sample]]:
+        """Admit queued requests into free slots, sample one token for every row, retire finished
+        rows, and run the forward that gives the next logits. Returns the samples that finished."""
+        t0 = time.perf_counter()
+        self._admit()
+        self._tidy()
+        served = [r.request.label for r in self.rows if r is not None]
+        finished = self._draw_tokens() if served else []
+        if any(r is not None for r in self.rows):
+            self._forward()
+            self.backend.stats.steps += 1
+            self.backend.stats.rows += sum(r is not None for r in self.rows)
+            self.backend.stats.slots += len(self.rows)
+        seconds = time.perf_counter() - t0
+        self.backend.stats.seconds += seconds
+        for label in served:
+            self.seconds[label] = self.seconds.get(label, 0.0) + seconds / len(served)
+        return finished
+
+    # -- the steps -----------------------------------------------------------------------------
+    def _admit(self) -> None:
+        free = [s for s, r in enumerate(self.rows) if r is None]
+        room = len(free) + self.backend.max_batch - len(self.rows)
+        taken: list[_Request] = []
+        while self.queue and len(self.queue[0].tags) <= room:
+            room -= len(self.queue[0].tags)
+            taken.append(self.queue.pop(0))
+        if not taken:
+            return
+        kv, mask, logits = self.backend._prefill([r.prompt for r in taken], [r.adapter for r in taken])
+        owner = torch.repeat_interleave(torch.arange(len(taken)), torch.tensor([len(r.tags) for r in taken]))
+        if not self.layers:
+            self._start(kv)
+        width = mask.shape[1]
+        if width > self.n:  # a margin when rows are live, so that the next longer prompt need not copy again
+            self._widen(width - self.n + (WIDEN_MARGIN if any(r is not None for r in self.rows) else 0))
+        if len(owner) > len(free):
+            free += self._add_slots(len(owner) - len(free))
+        slots = free[:len(owner)]
+        index, col = torch.tensor(slots, device=self.device), self.n - width
+        rows_of = owner.to(self.device)
+        for layer, (k, v) in zip(self.layers, kv):
+            layer.put(index, k[rows_of], v[rows_of], col)
+        self.mask[index] = 0
+        self.mask[index, col:] = mask[rows_of]
+        self.logits[index] = logits[rows_of]
+        first = (mask != 0).int().argmax(1).tolist()
+        for slot, o, j in zip(slots, owner.tolist(), _within_counts(owner.tolist())):
+            request = taken[o]
+            self.rows[slot] = _Row(request, request.tags[j], Sample([], [], "length"), col + first[o])
+        self.pos[index] = torch.tensor([len(taken[o].prompt) for o in owner.tolist()], device=self.device)
+
+    def _tidy(self) -> None:
+        """Stop computing empty slots once most are empty and nothing waits; drop leading columns
+        that no live row uses once they are a quarter of the store."""
+        live = [s for s, r in enumerate(self.rows) if r is not None]
+        if not live:
+            return
+        if not self.queue and len(live) <= len(self.rows) // 2 and len(self.rows) >= 8:
+            self._keep(live)
+        first = min(r.first for r in self.rows if r is not None)
+        if first >= max(DROP_COLUMNS_MIN, self.n // 4):
+            self._drop_columns(first)
+
+    def _draw_tokens(self) -> list[tuple[object, Sample]]:
+        live = [s for s, r in enumerate(self.rows) if r is not None]
+        tokens, logps = [0] * len(live), [0.0] * len(live)
+        kinds: dict = {}  # rows of one (temperature, top_p) are sampled together
+        for i, s in enumerate(live):
+            p = self.rows[s].request.params
+            kinds.setdefault((p.temperature, p.top_p), []).append(i)
+        for (temperature, top_p), members in kinds.items():
+            picked = torch.tensor([live[i] for i in members], device=self.device)
+            token, logp = _sample(self.logits[picked], SamplingParams(temperature=temperature, top_p=top_p), self.rng)
+            for i, t, lp in zip(members, token.tolist(), logp.tolist()):
+                tokens[i], logps[i] = t, lp
+        finished, going = [], []
+        for s, t, lp in zip(live, tokens, logps):
+            row = self.rows[s]
+            params, sample = row.request.params, row.sample
+            sample.ids.append(t)
+            sample.logprobs.append(lp)
+            if t in self.backend.eos_ids or (params.stop and self.backend._hit_stop(sample.ids, params.stop)):
+                sample.finish = "stop"
+            if sample.finish == "stop" or len(sample.ids) >= params.max_new_tokens:
+                self.backend._remember(row.request.prompt + sample.ids[:-1], row.request.adapter, self.layers,
+                                       self.mask, s)
+                finished.append((row.tag, sample))
+                self.rows[s] = None
+            else:
+                going.append((s, t))
+        if going:
+            self.token[torch.tensor([s for s, _ in going], device=self.device)] = torch.tensor(
+                [t for _, t in going], device=self.device)
+        self.backend.stats.generated_tokens += len(live)
+        return finished
+
+    def _forward(self) -> None:
+        live = [s for s, r in enumerate(self.rows) if r is not None]
+        free = [s for s, r in enumerate(self.rows) if r is None]
+        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype, device=self.device)], 1)
+        if free:  # an empty slot attends to its own newest column only (never to nothing: that is NaN)
+            index = torch.tensor(free, device=self.device)
+            self.mask[index] = 0
+            self.mask[index, -1] = 1
+            self.token[index] = self.backend.pad_id
+        adapters = [r.request.adapter if r is not None else None for r in self.rows]
+        with route_adapters(self.model, adapters):
+            self.logits = self.model(input_ids=self.token.view(-1, 1).to(self.device), attention_mask=self.mask,
+                                     position_ids=self.pos.view(-1, 1), cache=self.cache,
+                                     use_cache=True).logits[:, -1].float()
+        self.n += 1
+        self.pos[torch.tensor(live, device=self.device)] += 1
+
+    # -- the store -----------------------------------------------------------------------------
+    def _start(self, kv) -> None:
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache(config=self.model.config)
+        if any(type(layer) is not DynamicLayer for layer in self.cache.layers):
+            raise ValueError(f"HFBackend decodes full-attention models only; {type(self.model.config).__name__} has "
+                             f"other cache layers ({sorted({type(x).__name__ for x in self.cache.layers})})")
+        self.layers = [SlotLayer(k) for k, _ in kv]
+        self.cache.layers = list(self.layers)
+        self.logits = torch.zeros((0, self.model.config.vocab_size), device=self.device)
+
+    def _widen(self, extra: int) -> None:
+        for layer in self.layers:
+            layer.widen(extra)
+        self.mask = torch.nn.functional.pad(self.mask, (extra, 0))
+        self.n += extra
+        for row in self.rows:
+            if row is not None:
+                row.first += extra
+
+    def _drop_columns(self, count: int) -> None:
+        for layer in self.layers:
+            layer.drop_columns(count)
+        self.mask = self.mask[:, count:].clone()
+        self.n -= count
+        for row in self.rows:
+            if row is not None:
+                row.first -= count
+
+    def _add_slots(self, count: int) -> list[int]:
+        for layer in self.layers:
+            layer.add_slots(count)
+        start = len(self.rows)
+        self.rows += [None] * count
+        self.mask = torch.cat([self.mask, self.mask.new_zeros((count, self.n))])
+        self.logits = torch.cat([self.logits, self.logits.new_zeros((count, self.logits.shape[1]))])
+        self.pos = torch.cat([self.pos, self.pos.new_zeros(count)])
+        self.token = torch.cat([self.token, self.token.new_zeros(count)])
+        return list(range(start, start + count))
+
+    def _keep(self, slots: list[int]) -> None:
+        index = torch.tensor(slots, device=self.device)
+        for layer in self.layers:
+            layer.keep(index)
+        self.rows = [self.rows[s] for s in slots]
+        self.mask, self.logits = self.mask[index], self.logits[index]
+        self.pos, self.token = self.pos[index], self.token[index]
+
+
+class Sampler:
+    """Requests by role, decoded continuously: role -> (Decoder, adapter). Roles that share a Decoder
+    share its batch; each step advances every busy Decoder by one token."""
+
+    def __init__(self, lanes: dict[str, tuple[Decoder, str | None]]):
+        self.lanes = lanes
+        self.decoders = list({id(d): d for d, _ in lanes.values()}.values())
+
+    @property
+    def busy(self) -> bool:
+        return any(d.busy for d in self.decoders)
+
+    @property
+    def seconds(self) -> dict:
+        """role -> decode seconds (a shared step's time split over the rows it served)."""
+        out: dict = {}
+        for d in self.decoders:
+            for role, s in d.seconds.items():
+                out[role] = out.get(role, 0.0) + s
+        return out
+
+    def submit(self, role: str, prompt: list[int], params: SamplingParams, n: int, tags: list, priority: int = 0) -> None:
+        decoder, adapter = self.lanes[role]
+        decoder.submit(prompt, params, n=n, adapter=adapter, tags=tags, label=role, priority=priority)
+
+    def step(self) -> list[tuple[object, Sample]]:
+        return [done for d in self.decoders if d.busy for done in d.step()]
+
+
+WIDEN_MARGIN = 64  # extra columns when a prompt is longer than the batch is wide (fewer copies)
+DROP_COLUMNS_MIN = 64  # drop leading columns no live row uses once there are this many and a quarter
+# of the store: attention computes masked columns too, a copy of the store costs about one step
+
+
+def _within_counts(owner: list[int]) -> list[int]:
+    """[0, 0, 1, 1, 1] -> [0, 1, 0, 1, 2]: each row's sample number within its request."""
+    seen: dict[int, int] = {}
+    out = []
+    for o in owner:
+        out.append(seen.get(o, 0))
+        seen[o] = out[-1] + 1
+    return out
+
+
+class SlotLayer(DynamicLayer):
+    """One layer's KV for the Decoder: a store [slots, heads, capacity, dim] of which the first `n`
+    columns are in use; `keys`/`values` are views of them, so attention sees exactly a
+    concatenated cache. Decode writes each new column in place (transformers' DynamicLayer
+    concatenates, copying the whole cache once per token and layer: ~1.2 GB per step at 32 rows x
+    800 tokens of the 135M model). Every byte is initialised, masked columns included: a masked
+    NaN would still poison attention (0 x NaN)."""
+
+    def __init__(self, like: torch.Tensor) -> None:
         super().__init__()
-        self.device, self.is_initialized, self.n = keys.device, True, keys.shape[2]
-        self._k = keys.new_empty(keys.shape[:2] + (self.n + extra, keys.shape[3]))
-        self._v = values.new_empty(values.shape[:2] + (self.n + extra, values.shape[3]))
-        self._k[:, :, :self.n], self._v[:, :, :self.n] = keys, values
+        self.device, self.is_initialized, self.n = like.device, True, 0
+        self._k = like.new_zeros((0, like.shape[1], 0, like.shape[3]))
+        self._v = self._k.clone()
         self._expose()
 
     def _expose(self) -> None:
         self.keys, self.values = self._k[:, :, :self.n], self._v[:, :, :self.n]
 
+    def _resized(self, store: torch.Tensor, slots: int, columns: int, offset: int) -> torch.Tensor:
+        """A zeroed store of the given size holding columns [offset, n) of `store`, moved to column 0
+        (offset < 0 leaves -offset zero columns in front)."""
+        out = store.new_zeros((slots, store.shape[1], columns, store.shape[3]))
+        keep = store[:, :, max(offset, 0):self.n]
+        out[:store.shape[0], :, max(-offset, 0):max(-offset, 0) + keep.shape[2]] = keep
+        return out
+
     def update(self, key_states, value_states, *args, **kwargs):
         t = key_states.shape[2]
         if self.n + t > self._k.shape[2]:
-            more = max(t, self._k.shape[2] // 2)
-            self._k = torch.cat([self._k, self._k.new_empty(self._k.shape[:2] + (more, self._k.shape[3]))], 2)
-            self._v = torch.cat([self._v, self._v.new_empty(self._v.shape[:2] + (more, self._v.shape[3]))], 2)
+            columns = self.n + max(t, self._k.shape[2] // 2, 16)
+            self._k, self._v = (self._resized(x, x.shape[0], columns, 0) for x in (self._k, self._v))
         self._k[:, :, self.n:self.n + t], self._v[:, :, self.n:self.n + t] = key_states, value_states
         self.n += t
         self._expose()
         return self.keys, self.values
 
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._k, self._v = self._k[indices], self._v[indices]
+    def put(self, slots: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, column: int) -> None:
+        """Write rows' KV [len(slots), heads, w, dim] into `slots` at columns [column, column + w)."""
+        self._k[slots, :, column:column + keys.shape[2]] = keys
+        self._v[slots, :, column:column + values.shape[2]] = values
+
+    def add_slots(self, count: int) -> None:
+        self._k, self._v = (self._resized(x, x.shape[0] + count, x.shape[2], 0) for x in (self._k, self._v))
+        self._expose()
+
+    def widen(self, extra: int) -> None:
+        """`extra` zero columns in front (for a prompt longer than the columns in use)."""
+        self._k, self._v = (self._resized(x, x.shape[0], x.shape[2] + extra, -extra) for x in (self._k, self._v))
+        self.n += extra
+        self._expose()
+
+    def drop_columns(self, count: int) -> None:
+        self._k, self._v = (self._resized(x, x.shape[0], x.shape[2] - count, count) for x in (self._k, self._v))
+        self.n -= count
+        self._expose()
+
+    def keep(self, slots: torch.Tensor) -> None:
+        self._k, self._v = self._k[slots], self._v[slots]
         self._expose()
 
     def crop(self, tokens_to_remove: int) -> None:
-        raise NotImplementedError("ReservedLayer lives only inside HFBackend's decode loop")
+        raise NotImplementedError("SlotLayer lives only inside the Decoder")
 
-    batch_repeat_interleave = crop
+    batch_repeat_interleave = batch_select_indices = crop
 
 
 def _sample(logits: torch.Tensor, params: SamplingParams, rng: torch.Generator):
-    """logits [B, V] -> (token [B], logprob [B]) under the temperature/top-p sampling distribution."""
-    logits = logits.cpu()
+    """logits [B, V] -> (token [B], logprob [B]) under the temperature/top-p sampling distribution,
+    computed on the generator's device (a GPU decoder samples on the GPU)."""
+    logits = logits.to(rng.device)
     if params.temperature <= 0:
         logp = torch.log_softmax(logits, -1)
         token = logits.argmax(-1)
@@ -321,7 +658,7 @@ def _draw(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     cumulative sum reaches u, so a zero-probability token is never drawn. Same distribution as
     torch.multinomial, which on CPU takes ~31 ms for 32 rows of a 49k vocabulary (this: ~1 ms)."""
     cdf = probs.double().cumsum(-1)
-    u = (1.0 - torch.rand((probs.shape[0], 1), generator=rng, dtype=torch.float64)) * cdf[:, -1:]
+    u = (1.0 - torch.rand((probs.shape[0], 1), generator=rng, dtype=torch.float64, device=rng.device)) * cdf[:, -1:]
     return torch.searchsorted(cdf, u)[:, 0].clamp_(max=probs.shape[1] - 1)
 
 

@@ -39,7 +39,7 @@ from typing import Callable, Iterator
 import torch
 
 from cahl.agents.build import DTYPES
-from cahl.agents.generation import HFBackend, Sample, SamplingParams
+from cahl.agents.generation import HFBackend, Sample, Sampler, SamplingParams
 from cahl.agents.lora_fast import install_fused_lora
 from cahl.agents.model import load_model
 from cahl.paths import read_json, require_file, require_keys
@@ -110,7 +110,7 @@ def read_policy_meta(directory: str | Path) -> dict:
 
 
 class RoleBackend:
-    """A GenerationBackend for one role: activates the role's adapter, then samples with HFBackend."""
+    """A GenerationBackend for one role: samples with its model's HFBackend through the role's adapter."""
 
     def __init__(self, policies: "PolicySet", role: str, hf: HFBackend):
         self.policies, self.role, self.hf = policies, role, hf
@@ -129,7 +129,7 @@ class RoleBackend:
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int | list[int] = 1,
                  seed: int | None = None) -> list[Sample]:
         self.policies.activate(self.role)
-        return self.hf.generate(prompts, params, n=n, seed=seed)
+        return self.hf.generate(prompts, params, n=n, seed=seed, adapter=self.policies.adapter_of[self.role])
 
 
 class PolicySet:
@@ -142,8 +142,9 @@ class PolicySet:
         self._models = models  # adapter name -> the PeftModel holding it (one object unless separate_models)
         self._params = {a: adapter_parameters(m, a) for a, m in models.items()}
         self._holds: dict[int, list[str]] = {}  # id(model) -> adapters (or _REFERENCE) held by open blocks
-        self._backends = {r: RoleBackend(self, r, HFBackend(self._model_of(r), tokenizer, max_batch=max_batch))
-                          for r in self.roles}
+        # one sampler per model: roles on one base share its prefix cache and decode in one batch
+        self._hf = {id(m): HFBackend(m, tokenizer, max_batch=max_batch) for m in self._distinct_models()}
+        self._backends = {r: RoleBackend(self, r, self._hf[id(self._model_of(r))]) for r in self.roles}
         for model in self._distinct_models():
             self._keep_trainable(model)
             install_fused_lora(model)
@@ -213,6 +214,14 @@ class PolicySet:
         """Sampling for `role` (the rollout's Policies protocol)."""
         self._check_role(role)
         return self._backends[role]
+
+    def sampler(self, roles: tuple[str, ...], seed: int) -> Sampler:
+        """Continuous batching for a rollout: each model's rows in one batch, each row through its
+        role's adapter (the roles of one base share a batch; separate_models step one after the other)."""
+        for role in roles:
+            self._check_role(role)
+        decoders = {key: hf.decoder(seed + i) for i, (key, hf) in enumerate(self._hf.items())}
+        return Sampler({r: (decoders[id(self._model_of(r))], self.adapter_of[r]) for r in roles})
 
     def activate(self, role: str):
         """Make `role`'s adapter the active one on its model and return that model."""

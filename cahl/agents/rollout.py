@@ -3,12 +3,19 @@
 Flat (DESIGN §1): think -> tool_call(s) -> obs -> ... -> response.
 Hierarchical: planner turn -> <subtask> -> G_L executor attempts (each: tool_call -> obs -> ...
 -> <result>) -> one attempt chosen uniformly at random -> its <result> back to the planner -> ...
--> <response>.
+-> <response>. The attempt is chosen when the attempts start (uniformly and independently of how
+they go, so the same distribution as choosing at the end) and the planner goes on as soon as that
+one ends: the others still run to their end for the executor's group, but the planner's next
+turn no longer waits for the slowest of G_L attempts.
 
 Every episode ends with a named reason (types.END_REASONS). The engine never generates for one
-episode at a time: each step collects the pending turns of every live actor, groups them by role
-(= adapter), merges identical prompts (the G plans of a task, the G_L attempts at a sub-task) so
-their prefix is prefilled once, and makes one batched call per role.
+episode at a time: it hands every pending turn to a sampler, merging identical prompts (the G
+plans of a task, the G_L attempts at a sub-task) so their prefix is prefilled once, and the
+sampler decodes all of them as one continuous batch: a turn that finishes is handed to its actor
+at once, and the turns it causes (the executor attempts at a new sub-task, the next tool round)
+join the batch at the next token instead of waiting for the slowest turn of the step. Planner and
+executor rows share that batch, each through its own adapter (PolicySet.sampler). A policy that
+only offers `generate` gets lock-step turns instead: one call per role per step (LockstepSampler).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from cahl.agents.chat import ChatFormat, valid_text
-from cahl.agents.generation import GenerationBackend, Sample, SamplingParams
+from cahl.agents.generation import GenerationBackend, HFBackend, Sample, Sampler, SamplingParams
 from cahl.agents.parser import parse_output
 from cahl.agents.prompts import initial_messages, render_observations, render_result, subtask_dialogue
 from cahl.envs.base import Env, fork_env
@@ -70,12 +77,45 @@ def check_config(cfg: RolloutConfig) -> None:
 class Policies(Protocol):
     def backend(self, role: str) -> GenerationBackend: ...
 
+    # optional: `sampler(roles, seed)` -> a continuous sampler (generation.Sampler); without it the
+    # rollout runs lock-step turns through backend(role).generate
+
+
+class LockstepSampler:
+    """The sampler interface over plain `generate` backends: each step makes one call per role with
+    every request queued for it, and returns all of their samples."""
+
+    def __init__(self, policies: Policies, rng: random.Random):
+        self.policies, self.rng = policies, rng
+        self.queue: dict[str, dict[tuple[int, ...], tuple[SamplingParams, list]]] = {}  # role -> prompt -> tags
+        self.seconds: dict[str, float] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue)
+
+    def submit(self, role: str, prompt: list[int], params: SamplingParams, n: int, tags: list, priority: int = 0) -> None:
+        """Every request runs in the next step (priority has no use); requests of one prompt merge."""
+        self.queue.setdefault(role, {}).setdefault(tuple(prompt), (params, []))[1].extend(tags)
+
+    def step(self) -> list[tuple[object, Sample]]:
+        queue, self.queue, done = self.queue, {}, []
+        for role, items in queue.items():
+            t0 = time.perf_counter()
+            params = next(iter(items.values()))[0]
+            samples = self.policies.backend(role).generate([list(p) for p in items], params,
+                                                           n=[len(tags) for _, tags in items.values()],
+                                                           seed=self.rng.getrandbits(63))
+            self.seconds[role] = self.seconds.get(role, 0.0) + time.perf_counter() - t0
+            done += zip([tag for _, tags in items.values() for tag in tags], samples)
+        return done
+
 
 @dataclass
 class RolloutStats:
+    # *_gen: decode seconds per role; a step shared by both roles is split by the rows each held
     seconds: dict = field(default_factory=lambda: {"planner_gen": 0.0, "executor_gen": 0.0, "flat_gen": 0.0, "env": 0.0})
     generated_tokens: dict = field(default_factory=lambda: {"planner": 0, "executor": 0, "flat": 0})
-    generate_calls: int = 0
 
 
 class _Actor:
@@ -84,19 +124,26 @@ class _Actor:
     def __init__(self, engine: "Rollout", traj: Trajectory, env: Env, task: Task):
         self.engine, self.traj, self.env, self.task = engine, traj, env, task
         self.done = False
-        self.waiting = False
+        self.waiting = False  # a planner whose executor attempts are running
+        self.in_flight = False  # a turn is being sampled
         self.invalid = 0
         self.tool_errors = 0
         self.rounds = 0
         self.final_text: str | None = None
 
     def prompt(self) -> list[int] | None:
-        if self.done or self.waiting:
+        if self.done or self.waiting or self.in_flight:
             return None
         if len(self.traj.ids) + self.engine.cfg.max_new_tokens > self.engine.cfg.max_context:
             self.finish("context_overflow")
             return None
         return self.traj.ids
+
+    def priority(self) -> int:
+        """1 for turns an episode waits on, 0 for executor attempts no planner waits for: those
+        fill the batch when it has room, but never delay the attempts and turns that others wait on."""
+        parent = getattr(self, "parent", None)
+        return 0 if parent is not None and parent.chosen is not self else 1
 
     def add_turn(self, sample: Sample) -> Turn:
         start = len(self.traj.ids)
@@ -177,7 +224,7 @@ class _ToolActor(_Actor):
 class _PlannerActor(_Actor):
     def __init__(self, *args):
         super().__init__(*args)
-        self.children: list[_ToolActor] = []
+        self.chosen: _ToolActor | None = None  # the attempt at the current sub-task the planner goes on with
         self.subtasks: list[dict] = []
         self.calls: list[ToolCall] = []
 
@@ -188,8 +235,12 @@ class _PlannerActor(_Actor):
             self.rounds += 1
             k = len(self.subtasks)
             self.subtasks.append({"node": f"{self.traj.node}.s{k}", "text": parsed.subtask, "attempts": []})
-            self.children = [self.engine.spawn_executor(self, k, j) for j in range(self.engine.cfg.attempts_per_subtask)]
-            self.subtasks[-1]["attempts"] = [c.traj.node for c in self.children]
+            attempts = [self.engine.spawn_executor(self, k, j) for j in range(self.engine.cfg.attempts_per_subtask)]
+            self.subtasks[-1]["attempts"] = [c.traj.node for c in attempts]
+            self.chosen = self.engine.rng.choice(attempts)  # the planner sees on-policy executor behaviour
+            for c in attempts:
+                c.traj.meta["chosen"] = c is self.chosen
+            self.subtasks[-1]["chosen"] = self.chosen.traj.node
             self.waiting = True
         elif parsed.response is not None and parsed.response.strip():
             self.final_text = parsed.response
@@ -197,17 +248,13 @@ class _PlannerActor(_Actor):
         else:
             self.invalid_turn(turn, "Use <subtask>...</subtask> or <response>...</response>.")
 
-    def child_done(self) -> None:
-        if not all(c.done for c in self.children):
+    def child_done(self, child: _ToolActor) -> None:
+        if child is not self.chosen:
             return
-        chosen = self.engine.rng.choice(self.children)  # the planner sees on-policy executor behaviour
-        for c in self.children:
-            c.traj.meta["chosen"] = c is chosen
-        self.subtasks[-1]["chosen"] = chosen.traj.node
+        chosen, self.chosen = self.chosen, None
         self.env = chosen.env
         self.calls.extend(chosen.traj.calls)
         self.waiting = False
-        self.children = []
         turn = self.traj.turns[-1]
         if self.rounds >= self.engine.cfg.max_planner_turns:
             turn.feedback = render_result(chosen.result_text())
@@ -250,7 +297,7 @@ class Rollout:
     def on_done(self, actor: _Actor) -> None:
         if isinstance(actor, _ToolActor) and actor.parent is not None:
             actor.traj.meta["result"] = actor.result_text()
-            actor.parent.child_done()
+            actor.parent.child_done(actor)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, tasks: list[Task], make_env: Callable[[Task], Env],
@@ -272,18 +319,32 @@ class Rollout:
                     actor = _PlannerActor(self, traj, env, task)
                 roots.append((task, actor))
         self._live = [a for _, a in roots]
+        roles = {"flat": ("flat",), "executor": ("executor",)}.get(self.cfg.agent, ("planner", "executor"))
+        make = getattr(self.policies, "sampler", None)
+        sampler = make(roles, self.rng.getrandbits(63)) if callable(make) else None
+        sampler = sampler or LockstepSampler(self.policies, self.rng)
+        params = {role: SamplingParams(self.cfg.max_new_tokens, self.cfg.temperature, self.cfg.top_p, STOP[role])
+                  for role in roles}
         reported: set[int] = set()
-        while True:
-            self._step()
+        while self._live:
+            self._submit(sampler, params)  # may end episodes (context_overflow)
+            if sampler.busy:
+                for actor, sample in sampler.step():
+                    actor.in_flight = False
+                    self.stats.generated_tokens[actor.traj.role] += len(sample.ids)
+                    actor.receive(sample)
+            elif not any(a.done for a in self._live):
+                raise RuntimeError(f"rollout: {len(self._live)} live actors but no turn to sample")
             for task, a in roots:
-                if a.done and id(a) not in reported:
+                if id(a) not in reported and a.done and all(c.done for c in self._executors.get(id(a), [])):
                     reported.add(id(a))
                     if on_episode is not None:
                         on_episode(self._episode(task, a))
-            self._live = [a for a in self._live if not a.done]
-            if not self._live:
-                break
-            self._prune()
+            if any(a.done for a in self._live):
+                self._live = [a for a in self._live if not a.done]
+                self._prune()
+        for role, seconds in sampler.seconds.items():
+            self.stats.seconds[f"{role}_gen"] += seconds
         self._release()
         episodes = [self._episode(task, a) for task, a in roots]
         self._executors = {}  # the episodes hold the trajectories; the actors (and envs) can go
@@ -311,27 +372,17 @@ class Rollout:
             if callable(clear):
                 clear()
 
-    def _step(self) -> None:
-        pending: dict[str, list[tuple[_Actor, list[int]]]] = {}
+    def _submit(self, sampler, params: dict[str, SamplingParams]) -> None:
+        """Hand every actor's pending turn to the sampler, identical prompts of a role as one request."""
+        pending: dict[tuple[str, tuple[int, ...], int], list[_Actor]] = {}
         for actor in list(self._live):
             ids = actor.prompt()
             if ids is not None:
-                pending.setdefault(actor.traj.role, []).append((actor, ids))
-        for role, items in pending.items():
-            unique: dict[tuple[int, ...], list[_Actor]] = {}
-            for actor, ids in items:
-                unique.setdefault(tuple(ids), []).append(actor)
-            prompts = [list(k) for k in unique]
-            counts = [len(v) for v in unique.values()]
-            params = SamplingParams(self.cfg.max_new_tokens, self.cfg.temperature, self.cfg.top_p, STOP[role])
-            t0 = time.perf_counter()
-            samples = self.policies.backend(role).generate(prompts, params, n=counts, seed=self.rng.getrandbits(63))
-            self.stats.seconds[f"{role}_gen"] += time.perf_counter() - t0
-            self.stats.generate_calls += 1
-            self.stats.generated_tokens[role] += sum(len(s.ids) for s in samples)
-            actors = [a for group in unique.values() for a in group]
-            for actor, sample in zip(actors, samples):
-                actor.receive(sample)
+                pending.setdefault((actor.traj.role, tuple(ids), actor.priority()), []).append(actor)
+        for (role, ids, priority), actors in pending.items():
+            for actor in actors:
+                actor.in_flight = True
+            sampler.submit(role, list(ids), params[role], n=len(actors), tags=actors, priority=priority)
 
     def _episode(self, task: Task, root: _Actor) -> Episode:
         if isinstance(root, _PlannerActor):
@@ -351,3 +402,10 @@ class SharedBackend:
 
     def backend(self, role: str) -> GenerationBackend:
         return self._backend
+
+    def sampler(self, roles: tuple[str, ...], seed: int):
+        """Continuous batching when the backend is an HFBackend (all roles in one batch), else None."""
+        if not isinstance(self._backend, HFBackend):
+            return None
+        decoder = self._backend.decoder(seed)
+        return Sampler({role: (decoder, None) for role in roles})

@@ -136,6 +136,7 @@ def test_next_turn_prompt_matches_a_fresh_backend(tiny_model, tokenizer, prompts
     """An episode's next prompt extends the previous prompt + sample: whatever the backend keeps
     between calls, the result must equal a fresh backend's."""
     used = HFBackend(tiny_model, tokenizer)
+    used.cache.min_reuse = 1
     first = used.generate(prompts, greedy(6), n=[1, 2, 1, 1])
     feedback = tokenizer("<|im_end|>\n<|im_start|>user\nobs<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
     nxt = [prompts[s.prompt_index] + s.ids + feedback for s in first]
@@ -200,36 +201,123 @@ def test_unseeded_sampling_follows_torch_manual_seed(backend, prompts):
     assert c != a[0]  # without a reseed, the next unseeded call samples afresh
 
 
-def test_prune_keeps_only_cached_kv_of_live_episodes(backend, prompts):
+def test_prune_keeps_what_live_sequences_still_start_with(backend, prompts):
     backend.clear_cache()
-    samples = backend.generate(prompts[:2], SamplingParams(max_new_tokens=5, temperature=0), seed=0)
-    assert len(backend._prefix) == 2
-    live = [prompts[0] + samples[0].ids + [7, 8, 9]]  # episode 0 continues, episode 1 ended
+    backend.cache.min_reuse = 1
+    samples = backend.generate([prompts[1], prompts[1][:2] + prompts[2]], greedy(5), seed=0)
+    kept = [len(prompts[1]) + 4, 2 + len(prompts[2]) + 4]  # prompt + sample but its last token
+    assert sorted(len(t) for _, t, _ in backend.cache.entries.values()) == sorted(kept)
+    live = [prompts[1] + samples[0].ids + [7, 8, 9]]  # episode 0 goes on, episode 1 ended
     backend.prune_cache(live)
-    assert [len(k[1]) for k in backend._prefix] == [len(prompts[0]) + len(samples[0].ids) - 1]
-    assert backend._prefix_tokens == len(prompts[0]) + len(samples[0].ids) - 1
-    backend.clear_cache()
+    # episode 0's entry whole; episode 1's would keep the 2 tokens it shares, which entry 0 holds
+    assert [len(t) for _, t, _ in backend.cache.entries.values()] == [kept[0]]
+    backend.prune_cache([prompts[1][:2] + [7, 8, 9]])  # shares 2 tokens with the entry: cut to them
+    ((_, tokens, kv),) = backend.cache.entries.values()
+    assert tokens.tolist() == prompts[1][:2] and kv[0][0].shape[1] == 2 and backend.cache.tokens == 2
+    backend.prune_cache([])
+    assert not backend.cache.entries and backend.cache.tokens == 0
+    backend.cache.min_reuse = 32
 
 
-def test_reserved_layer_matches_concatenation_through_growth_and_row_selection():
-    from transformers.cache_utils import DynamicLayer
+def test_prompts_sharing_a_prefix_compute_it_once_with_unchanged_samples(tiny_model, tokenizer, prompts):
+    """Three prompts that start with the same 30 tokens (a role's instructions): the shared part
+    is prefilled once, and the samples equal those of a backend that caches nothing."""
+    head = (prompts[3] * 3)[:30]
+    batch = [head + p for p in prompts[:3]]
+    cold = HFBackend(tiny_model, tokenizer, cache_tokens=0)
+    warm = HFBackend(tiny_model, tokenizer)
+    warm.cache.min_reuse = 8
+    a, b = cold.generate(batch, greedy(6)), warm.generate(batch, greedy(6))
+    assert [s.ids for s in a] == [s.ids for s in b]
+    for x, y in zip(a, b):
+        torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-4, rtol=0)
+    assert cold.stats.prompt_tokens == sum(map(len, batch))
+    assert warm.stats.prompt_tokens == sum(map(len, batch)) - 2 * len(head)
+    # a later prompt starting the same way reuses a cached entry too
+    more = head + prompts[3]
+    assert warm.generate([more], greedy(6))[0].ids == cold.generate([more], greedy(6))[0].ids
+    assert warm.stats.prompt_tokens == sum(map(len, batch)) - 2 * len(head) + len(prompts[3])
 
-    from cahl.agents.generation import ReservedLayer
+
+def test_higher_priority_requests_join_first(tiny_model, tokenizer, prompts):
+    decoder = HFBackend(tiny_model, tokenizer, max_batch=2).decoder(seed=0)
+    for tag, priority in (("low0", 0), ("low1", 0), ("high", 1)):
+        decoder.submit(prompts[1], greedy(3), tags=[tag], priority=priority)
+    decoder.step()
+    assert [r.tag for r in decoder.rows] == ["high", "low0"] and [r.tags for r in decoder.queue] == [["low1"]]
+
+
+def test_slot_layer_equals_explicit_tensor_edits_through_every_store_operation():
+    """Each SlotLayer operation against the same edit written out on a plain tensor, including
+    writes past the reserved capacity."""
+    from cahl.agents.generation import SlotLayer
 
     g = torch.Generator().manual_seed(0)
-    k0, v0 = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g)
-    ours, ref = ReservedLayer(k0, v0, extra=2), DynamicLayer()
-    ref.update(k0, v0)
-    for step in range(6):  # 2 fit in the reserve, then it must grow
-        k, v = torch.randn(3, 2, 1, 4, generator=g), torch.randn(3, 2, 1, 4, generator=g)
-        a, b = ours.update(k, v), ref.update(k, v)
-        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    idx = torch.tensor([2, 0])
-    ours.batch_select_indices(idx)
-    ref.batch_select_indices(idx)
-    assert torch.equal(ours.keys, ref.keys) and ours.get_seq_length() == ref.get_seq_length() == 11
-    k, v = torch.randn(2, 2, 1, 4, generator=g), torch.randn(2, 2, 1, 4, generator=g)
-    assert torch.equal(ours.update(k, v)[1], ref.update(k, v)[1])
+    kv = lambda rows, cols: torch.randn(rows, 2, cols, 4, generator=g)  # noqa: E731
+    layer, ref = SlotLayer(kv(1, 1)), torch.zeros(0, 2, 0, 4)
+
+    def check():
+        assert torch.equal(layer.keys, ref) and layer.get_seq_length() == ref.shape[2]
+
+    layer.add_slots(3)
+    ref = torch.zeros(3, 2, 0, 4)
+    layer.widen(5)
+    ref = torch.zeros(3, 2, 5, 4)
+    check()
+    k = kv(2, 5)
+    layer.put(torch.tensor([2, 0]), k, k.clone(), 0)
+    ref[[2, 0]] = k
+    check()
+    for _ in range(40):  # grows the capacity several times
+        k = kv(3, 1)
+        layer.update(k, k.clone())
+        ref = torch.cat([ref, k], 2)
+    check()
+    layer.add_slots(2)
+    ref = torch.cat([ref, torch.zeros(2, 2, ref.shape[2], 4)])
+    k = kv(1, 7)
+    layer.put(torch.tensor([4]), k, k.clone(), ref.shape[2] - 7)
+    ref[4, :, -7:] = k[0]
+    check()
+    layer.widen(3)
+    ref = torch.nn.functional.pad(ref, (0, 0, 3, 0))
+    check()
+    layer.drop_columns(10)
+    ref = ref[:, :, 10:]
+    check()
+    layer.keep(torch.tensor([4, 1]))
+    ref = ref[[4, 1]]
+    check()
+    assert torch.equal(layer.values, ref)  # values took the same path
+
+
+@pytest.mark.parametrize("max_batch,drop_min,every", [(2, 256, 2), (8, 1, 2), (8, 256, 1)])
+def test_requests_joining_a_running_batch_decode_as_if_alone(tiny_model, tokenizer, prompts, monkeypatch,
+                                                              max_batch, drop_min, every):
+    """Rows join while others decode (into freed slots, new slots, a widened store: the long prompt
+    comes last), finish at different lengths, and the store drops columns and shrinks on the way:
+    every sample equals the same request decoded alone. (every=1: all join at once, then the store
+    shrinks as they finish.)"""
+    import cahl.agents.generation as generation
+
+    monkeypatch.setattr(generation, "DROP_COLUMNS_MIN", drop_min)
+    lengths = [3, 12, 7, 9]
+    alone = [HFBackend(tiny_model, tokenizer).generate([p], greedy(k))[0] for p, k in zip(prompts, lengths)]
+    decoder = HFBackend(tiny_model, tokenizer, max_batch=max_batch).decoder(seed=0)
+    done, order = {}, [2, 0, 1, 3]
+    for step in range(200):
+        due = list(order) if every == 1 else order[:1] if step % every == 0 else []
+        for i in due:
+            order.remove(i)
+            decoder.submit(prompts[i], greedy(lengths[i]), n=2, tags=[(i, 0), (i, 1)])
+        if not decoder.busy and not order:
+            break
+        assert len(decoder.rows) <= max_batch
+        done.update(decoder.step())
+    assert sorted(done) == [(i, j) for i in range(4) for j in range(2)]
+    for (i, _), s in done.items():
+        assert (s.ids, s.finish) == (alone[i].ids, alone[i].finish)
+        torch.testing.assert_close(torch.tensor(s.logprobs), torch.tensor(alone[i].logprobs), atol=1e-4, rtol=0)
 
 
 def test_inverse_cdf_draw_follows_the_distribution_and_never_draws_zero_probability():

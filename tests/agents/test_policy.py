@@ -215,3 +215,28 @@ def test_flat_role_and_bad_input(tiny, tmp_path):
     (tmp_path / "flat" / "adapter_model.safetensors").unlink()
     with pytest.raises(DataMissingError, match="adapter_model.safetensors"):
         PolicySet.from_checkpoint(cfg(tiny), tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["adapters", "separate_models"])
+def test_sampler_decodes_both_roles_together_each_through_its_adapter(tiny, mode):
+    """PolicySet.sampler: planner and executor rows join one continuous batch (two batches for
+    separate_models), and each row's tokens are its own role's greedy decode."""
+    ps = PolicySet.create(cfg(tiny, mode))
+    perturb(ps.parameters("planner"), seed=2)
+    perturb(ps.parameters("executor"), seed=3)
+    expected = {}
+    for role in ("planner", "executor"):
+        with ps.use_role(role) as model:
+            expected[role] = greedy_by_full_forward(model, IDS, 6)
+    assert expected["planner"] != expected["executor"]
+    sampler = ps.sampler(("planner", "executor"), seed=0)
+    assert len(sampler.decoders) == (1 if mode == "adapters" else 2)
+    params = SamplingParams(max_new_tokens=6, temperature=0)
+    sampler.submit("planner", IDS, params, n=2, tags=["p0", "p1"])
+    done = dict(sampler.step())  # the executor joins a batch that is already decoding
+    sampler.submit("executor", IDS, params, n=1, tags=["e0"])
+    while sampler.busy:
+        done.update(sampler.step())
+    assert {tag: s.ids for tag, s in done.items()} == {"p0": expected["planner"], "p1": expected["planner"],
+                                                        "e0": expected["executor"]}
+    assert set(sampler.seconds) == {"planner", "executor"}

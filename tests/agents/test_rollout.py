@@ -235,6 +235,36 @@ def test_hierarchical_rollout_is_deterministic(tokenizer, chat):
     assert chosen(a) != chosen(c)  # the seed drives which attempt each plan continues with
 
 
+def test_planner_goes_on_when_its_chosen_attempt_ends(tokenizer, chat):
+    """Attempt k makes k + 1 tool calls before its result. When the chosen attempt is the quickest,
+    the planner's next turn is sampled while the slower attempts still run, and the episode is
+    reported only once all of them have ended."""
+    log = []
+
+    def planner(prompt, k):
+        log.append(("planner", turns_so_far(prompt)))
+        return planner_two_steps(prompt, k)
+
+    def executor(prompt, k):  # k tells the attempts apart only in their first turn (then prompts differ)
+        n = turns_so_far(prompt)
+        log.append(("executor", n))
+        if n == 0:
+            return call(1, k)
+        attempt = int(prompt.rsplit('"content": "', 1)[1].split(" #", 1)[0]) - 1
+        return call(1, attempt) if n <= attempt else "<think>r</think><result>3</result>" + EOS
+
+    for seed in range(50):
+        log.clear()
+        cfg = RolloutConfig(agent="hierarchical", attempts_per_subtask=3, max_executor_rounds=4, seed=seed)
+        (episode,), _ = run(tokenizer, chat, cfg, planner=planner, executor=executor)
+        first = [t for t in episode.trajectories if t.meta.get("subtask") == SUBTASKS[0]]
+        if first[0].meta["chosen"]:
+            break
+    assert first[0].meta["chosen"] and [len(t.turns) for t in first] == [2, 3, 4]
+    assert log.index(("planner", 1)) < log.index(("executor", 3))  # before the slowest attempt's last turn
+    assert episode.end_reason == "answered" and all(t.end_reason == "answered" for t in episode.trajectories)
+
+
 # -- limits and end reasons ------------------------------------------------------------------------
 
 def test_invalid_output_limit(tokenizer, chat):
