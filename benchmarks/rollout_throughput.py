@@ -49,6 +49,11 @@ def main() -> None:
     print(f"rollout: {len(episodes)} episodes, {sum(len(e.trajectories) for e in episodes)} trajectories, "
           f"{tokens} generated tokens in {wall:.1f} s = {tokens / wall:.1f} tok/s; invariant problems: {len(problems)}")
     print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in rollout.stats.seconds.items()))
+    stats = policies.backend("planner").stats  # one sampler serves both roles of the base model
+    print(f"  decode: {stats.steps} steps, mean batch {stats.rows / max(stats.steps, 1):.1f} live rows "
+          f"({stats.slots / max(stats.steps, 1):.1f} slots); prefill: "
+          f"{stats.prompt_tokens} prompt tokens computed in {stats.prefill_seconds:.1f} s, "
+          f"{stats.cached_tokens} reused from the prefix cache")
     print(f"  end reasons: { {r: sum(e.end_reason == r for e in episodes) for r in {e.end_reason for e in episodes}} }")
 
     rows = 32

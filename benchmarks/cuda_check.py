@@ -1,0 +1,158 @@
+"""CUDA check and GPU timings of the decode engine and of one joint GRPO step (needs a GPU; CI never runs it).
+
+1. Continuous batching on CUDA: requests that join a running batch (through freed slots, new
+   slots and a widened store) give exactly the greedy ids of transformers' `generate`, fp32.
+2. Routed adapters on CUDA: rows of the planner and executor adapters in one batch give the
+   logits of PEFT's mixed-batch forward.
+3. Decode speed against transformers' `generate` on the same batch, float32 and bfloat16.
+4. GRPO steps (a hierarchical step with both roles' updates, and an executor step on oracle
+   sub-tasks) with model.device=cuda, float32 and bfloat16: seconds per phase, tokens, peak memory.
+
+The model is random, with the architecture of `--config` (a config.json, default: SmolLM2-135M's
+from the embedded model) and the tokenizer in `--tokenizer` (a folder), so nothing is downloaded.
+Random weights rarely write a stop tag: turns run to max_new_tokens, a fixed decode workload.
+
+Run: python3 benchmarks/cuda_check.py --tokenizer DIR [--config config.json] [--layers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def random_model(config_path: str, tokenizer_dir: str, out: Path, layers: int | None) -> str:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(config_path)
+    if layers:
+        config.num_hidden_layers = layers
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
+    return str(out)
+
+
+def check_decoder(path: str) -> None:
+    from cahl.agents.generation import HFBackend, SamplingParams
+    from cahl.agents.model import load_model
+
+    model, tok = load_model(path, torch.float32, "cuda")
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(100, 20000, (n,), generator=g).tolist() for n in (7, 40, 13, 90, 25)]
+    lengths = [5, 12, 3, 9, 7]
+    want = []
+    for p, k in zip(prompts, lengths):
+        ids = torch.tensor([p], device="cuda")
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=k, min_new_tokens=k, do_sample=False)
+        want.append(out[0, len(p):].tolist())
+    decoder = HFBackend(model, tok, max_batch=3).decoder(seed=0)
+    done, step = {}, 0
+    while step == 0 or decoder.busy:
+        if step < len(prompts):  # one request joins per step
+            decoder.submit(prompts[step], SamplingParams(max_new_tokens=lengths[step], temperature=0.0), tags=[step])
+        done.update(decoder.step())
+        step += 1
+    bad = [i for i in range(len(prompts)) if done[i].ids != want[i]]
+    print(f"decoder on cuda: {len(prompts)} requests joining a running batch of 3 slots; "
+          f"greedy ids equal to generate: {len(prompts) - len(bad)}/{len(prompts)}")
+
+
+def check_routing(path: str) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from cahl.agents.lora_fast import install_fused_lora, route_adapters
+    from cahl.agents.model import load_model
+
+    model, _ = load_model(path, torch.float32, "cuda")
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets), adapter_name="planner")
+    peft.add_adapter("executor", LoraConfig(r=8, lora_alpha=16, target_modules=targets))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.05)
+    peft.eval()
+    ids = torch.randint(100, 20000, (4, 33), device="cuda")
+    names = ["planner", "executor", "executor", "planner"]
+    with torch.no_grad():
+        want = peft(input_ids=ids, adapter_names=names).logits
+        install_fused_lora(peft)
+        with route_adapters(peft, names):
+            got = peft(input_ids=ids).logits
+    print(f"routed adapters on cuda: max |logit difference| vs PEFT mixed batch = {(want - got).abs().max().item():.2e}")
+
+
+def decode_speed(path: str, dtype: str, rows: int = 32, new: int = 128) -> None:
+    """Our decoder vs transformers' generate on the same batch (one prompt x `rows`, `new` tokens each)."""
+    from cahl.agents.generation import HFBackend, SamplingParams
+    from cahl.agents.model import load_model
+
+    model, tok = load_model(path, getattr(torch, dtype), "cuda")
+    prompt = torch.randint(100, 20000, (600,), generator=torch.Generator().manual_seed(2)).tolist()
+    backend = HFBackend(model, tok, max_batch=rows)
+    params = SamplingParams(max_new_tokens=new, temperature=1.0, stop=("</never>",))
+    ids = torch.tensor([prompt] * rows, device="cuda")
+    times = {}
+    for name, fn in (("cahl", lambda: backend.generate([prompt], params, n=rows, seed=0)),
+                     ("generate", lambda: model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
+                                                         min_new_tokens=new, do_sample=True, top_k=0))):
+        fn()  # warm-up
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times[name] = time.perf_counter() - t0
+    print(f"decode {dtype}, {rows} rows x {new} tokens after a 600-token prompt: cahl {rows * new / times['cahl']:.0f} tok/s, "
+          f"transformers generate {rows * new / times['generate']:.0f} tok/s, ratio {times['generate'] / times['cahl']:.2f}")
+
+
+def grpo_step(path: str, dtype: str) -> None:
+    from cahl.config import load_config
+    from cahl.train.loop import build_context, run_grpo_step
+
+    out = tempfile.mkdtemp(prefix="cahl-cuda-")
+    cfg = load_config(None, [f"model.name={path}", "model.device=cuda", f"model.dtype={dtype}", "model.max_batch=64",
+                             "train.schedule=joint", "train.data=[synth]", "train.n_synth=32", "train.tasks_per_step=8",
+                             "rollout.plans_per_task=4", "rollout.attempts_per_subtask=4", "rollout.max_new_tokens=64",
+                             "rollout.max_planner_turns=2", "rollout.max_executor_rounds=2", "train.tensorboard=false",
+                             "train.filter_zero_variance=false", "reward.custom=cahl.testing:parity_reward", f"out={out}"])
+    ctx = build_context(cfg)
+    # a random planner rarely writes a sub-task, so the executor also gets a step of its own (oracle sub-tasks)
+    for roles, agent in ((("planner", "executor"), "hierarchical"), (("executor",), "executor")):
+        run_grpo_step(ctx, 0, roles, agent)  # warm-up (kernels, allocator)
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        m = run_grpo_step(ctx, 1, roles, agent)
+        seconds = time.perf_counter() - t0
+        tokens = sum(len(t.ids) - t.prompt_len for ep in ctx.last_episodes for t in ep.trajectories)
+        print(f"GRPO step ({agent}) on cuda, {dtype}: {seconds:.1f} s (rollout {m['time/rollout']:.1f} s, update "
+              f"{m['time/update']:.1f} s), {len(ctx.last_episodes)} episodes, {tokens} sampled+feedback tokens, "
+              f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+        print("  " + json.dumps({k: round(v, 3) for k, v in m.items() if k.startswith("time/")}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--config", help="config.json of the architecture (default: the tokenizer folder's)")
+    ap.add_argument("--layers", type=int, help="override num_hidden_layers")
+    args = ap.parse_args()
+    assert torch.cuda.is_available(), "needs a GPU"
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    path = random_model(args.config or str(Path(args.tokenizer) / "config.json"), args.tokenizer,
+                        Path(tempfile.mkdtemp(prefix="cahl-model-")), args.layers)
+    check_decoder(path)
+    check_routing(path)
+    for dtype in ("float32", "bfloat16"):
+        decode_speed(path, dtype)
+        grpo_step(path, dtype)
+
+
+if __name__ == "__main__":
+    main()
