@@ -221,6 +221,7 @@ class _Row:
     tag: object
     sample: Sample
     first: int  # first KV column holding one of its tokens
+    fed: bool = False  # its prompt's last token is the slot's next input: no logits to sample from yet
 
 
 class PrefixCache:
@@ -388,28 +389,44 @@ class Decoder:
             taken.append(self.queue.pop(0))
         if not taken:
             return
-        kv, mask, logits = self.backend._prefill([r.prompt for r in taken], [r.adapter for r in taken])
-        owner = torch.repeat_interleave(torch.arange(len(taken)), torch.tensor([len(r.tags) for r in taken]))
+        # Distinct prompts (requests of one prompt and adapter, e.g. a rollout's priorities, prefill
+        # once). A prompt cached up to its last token needs no prefill forward: that token is fed
+        # to the next decode forward as the row's input, like a decoded token.
+        distinct = list(dict.fromkeys((r.adapter, tuple(r.prompt)) for r in taken))
+        found = [self.backend.cache.find(a, list(p)) for a, p in distinct]
+        fed = [i for i, (_, p) in enumerate(distinct) if 0 < found[i][0] == len(p) - 1]
+        fill = [i for i in range(len(distinct)) if i not in fed]
+        parts: dict[int, tuple] = {}  # distinct index -> (per-layer KV, mask row, logits or None)
+        if fill:
+            kv, mask, logits = self.backend._prefill([list(distinct[i][1]) for i in fill], [distinct[i][0] for i in fill])
+            for j, i in enumerate(fill):
+                parts[i] = ([(k[j], v[j]) for k, v in kv], mask[j], logits[j])
+        for i in fed:
+            n, entry = found[i]
+            parts[i] = ([(k[:, :n], v[:, :n]) for k, v in entry], torch.ones(n, dtype=torch.long, device=self.device), None)
+            self.backend.stats.cached_tokens += n
+            self.backend.stats.prompt_tokens += 1  # computed in the decode forward
         if not self.layers:
-            self._start(kv)
-        width = mask.shape[1]
+            self._start([(k[None], v[None]) for k, v in next(iter(parts.values()))[0]])
+        width = max(m.shape[0] for _, m, _ in parts.values())
+        rows = [(r, tag, distinct.index((r.adapter, tuple(r.prompt)))) for r in taken for tag in r.tags]
         if width > self.n:  # a margin when rows are live, so that the next longer prompt need not copy again
             self._widen(width - self.n + (WIDEN_MARGIN if any(r is not None for r in self.rows) else 0))
-        if len(owner) > len(free):
-            free += self._add_slots(len(owner) - len(free))
-        slots = free[:len(owner)]
-        index, col = torch.tensor(slots, device=self.device), self.n - width
-        rows_of = owner.to(self.device)
-        for layer, (k, v) in zip(self.layers, kv):
-            layer.put(index, k[rows_of], v[rows_of], col)
-        self.mask[index] = 0
-        self.mask[index, col:] = mask[rows_of]
-        self.logits[index] = logits[rows_of]
-        first = (mask != 0).int().argmax(1).tolist()
-        for slot, o, j in zip(slots, owner.tolist(), _within_counts(owner.tolist())):
-            request = taken[o]
-            self.rows[slot] = _Row(request, request.tags[j], Sample([], [], "length"), col + first[o])
-        self.pos[index] = torch.tensor([len(taken[o].prompt) for o in owner.tolist()], device=self.device)
+        if len(rows) > len(free):
+            free += self._add_slots(len(rows) - len(free))
+        for slot, (request, tag, i) in zip(free, rows):
+            kv, mask, logits = parts[i]
+            col = self.n - mask.shape[0]
+            for layer, (k, v) in zip(self.layers, kv):
+                layer.put(torch.tensor([slot], device=self.device), k[None], v[None], col)
+            self.mask[slot] = 0
+            self.mask[slot, col:] = mask
+            first = col + int((mask != 0).int().argmax())
+            self.rows[slot] = _Row(request, tag, Sample([], [], "length"), first, fed=logits is None)
+            if logits is None:
+                self.token[slot], self.pos[slot] = request.prompt[-1], len(request.prompt) - 1
+            else:
+                self.logits[slot], self.pos[slot] = logits, len(request.prompt)
 
     def _tidy(self) -> None:
         """Stop computing empty slots once most are empty and nothing waits; drop leading columns
@@ -424,7 +441,7 @@ class Decoder:
             self._drop_columns(first)
 
     def _draw_tokens(self) -> list[tuple[object, Sample]]:
-        live = [s for s, r in enumerate(self.rows) if r is not None]
+        live = [s for s, r in enumerate(self.rows) if r is not None and not r.fed]
         tokens, logps = [0] * len(live), [0.0] * len(live)
         kinds: dict = {}  # rows of one (temperature, top_p) are sampled together
         for i, s in enumerate(live):
@@ -472,6 +489,8 @@ class Decoder:
                                      use_cache=True).logits[:, -1].float()
         self.n += 1
         self.pos[torch.tensor(live, device=self.device)] += 1
+        for s in live:
+            self.rows[s].fed = False
 
     # -- the store -----------------------------------------------------------------------------
     def _start(self, kv) -> None:
@@ -555,16 +574,6 @@ class Sampler:
 WIDEN_MARGIN = 64  # extra columns when a prompt is longer than the batch is wide (fewer copies)
 DROP_COLUMNS_MIN = 64  # drop leading columns no live row uses once there are this many and a quarter
 # of the store: attention computes masked columns too, a copy of the store costs about one step
-
-
-def _within_counts(owner: list[int]) -> list[int]:
-    """[0, 0, 1, 1, 1] -> [0, 1, 0, 1, 2]: each row's sample number within its request."""
-    seen: dict[int, int] = {}
-    out = []
-    for o in owner:
-        out.append(seen.get(o, 0))
-        seen[o] = out[-1] + 1
-    return out
 
 
 class SlotLayer(DynamicLayer):

@@ -239,12 +239,40 @@ def test_prompts_sharing_a_prefix_compute_it_once_with_unchanged_samples(tiny_mo
     assert warm.stats.prompt_tokens == sum(map(len, batch)) - 2 * len(head) + len(prompts[3])
 
 
+def test_prompt_cached_to_its_last_token_joins_through_the_decode_forward(tiny_model, tokenizer, prompts):
+    """A prompt seen before needs no prefill: its last token is fed to the next decode forward
+    (also next to a row that does prefill); the samples equal a backend that caches nothing."""
+    cold = HFBackend(tiny_model, tokenizer, cache_tokens=0)
+    warm = HFBackend(tiny_model, tokenizer)
+    warm.cache.min_reuse = 4
+    warm.generate([prompts[1]], greedy(3))
+    before = warm.stats.prompt_tokens
+    a = warm.generate([prompts[1], prompts[3]], greedy(8), n=[2, 1])
+    b = cold.generate([prompts[1], prompts[3]], greedy(8), n=[2, 1])
+    assert warm.stats.prompt_tokens - before == 1 + len(prompts[3])  # the cached prompt's last token only
+    assert [s.ids for s in a] == [s.ids for s in b]
+    for x, y in zip(a, b):
+        torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-4, rtol=0)
+
+
 def test_higher_priority_requests_join_first(tiny_model, tokenizer, prompts):
     decoder = HFBackend(tiny_model, tokenizer, max_batch=2).decoder(seed=0)
     for tag, priority in (("low0", 0), ("low1", 0), ("high", 1)):
         decoder.submit(prompts[1], greedy(3), tags=[tag], priority=priority)
     decoder.step()
     assert [r.tag for r in decoder.rows] == ["high", "low0"] and [r.tags for r in decoder.queue] == [["low1"]]
+
+
+def test_requests_of_one_prompt_admitted_together_prefill_it_once(tiny_model, tokenizer, prompts):
+    backend = HFBackend(tiny_model, tokenizer, cache_tokens=0)
+    decoder = backend.decoder(seed=0)
+    decoder.submit(prompts[3], greedy(2), tags=["chosen"], priority=1)
+    decoder.submit(prompts[3], greedy(2), n=2, tags=["other0", "other1"])
+    done = {}
+    while decoder.busy:
+        done.update(decoder.step())
+    assert backend.stats.prompt_tokens == len(prompts[3])
+    assert done["chosen"].ids == done["other0"].ids == done["other1"].ids
 
 
 def test_slot_layer_equals_explicit_tensor_edits_through_every_store_operation():
