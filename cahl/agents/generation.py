@@ -104,20 +104,22 @@ class HFBackend:
     def prune_cache(self, live: list[list[int]]) -> None:
         self.cache.prune(live)
 
-    def _remember(self, tokens: list[int], adapter: str | None, layers, mask, row: int) -> None:
-        """Keep the KV of a finished row (its prompt + sample but the last token) for later prompts."""
+    def _remember(self, tokens: list[int], adapter: str | None, kv, mask, row: int) -> None:
+        """Cache row `row` of per-layer (keys, values) [B, heads, W, dim]: the columns its mask keeps,
+        which must be exactly `tokens` (a finished row's prompt + sample but the last token, or a
+        prefilled prompt)."""
         keep = mask[row].bool()
         if int(keep.sum()) != len(tokens) or not self.cache.wants(len(tokens)):
             return  # a mismatch should not happen; never store a cache that does not match its tokens
-        self.cache.store(adapter, tokens, [(layer.keys[row][:, keep].clone(), layer.values[row][:, keep].clone())
-                                           for layer in layers])
+        self.cache.store(adapter, tokens, [(k[row][:, keep].clone(), v[row][:, keep].clone()) for k, v in kv])
 
-    def _prefill(self, prompts: list[list[int]], adapters: list[str | None]):
+    def _prefill(self, prompts: list[list[int]], adapters: list[str | None], found: list | None = None):
         """Prefill rows in two groups (with / without a cached prefix, so short and long rows are not
-        padded to each other), each row through its own adapter. Returns per-layer (keys, values)
-        [B, heads, W, dim], mask [B, W] (rows left-padded to W columns) and last logits [B, V]."""
+        padded to each other), each row through its own adapter; `found`: the cache lookups, if made.
+        Returns per-layer (keys, values) [B, heads, W, dim], mask [B, W] (rows left-padded to W
+        columns) and last logits [B, V]."""
         t0 = time.perf_counter()
-        found = [self.cache.find(a, p) for p, a in zip(prompts, adapters)]
+        found = found or [self.cache.find(a, p) for p, a in zip(prompts, adapters)]
         if self._share_new_prefixes(prompts, adapters, found):
             found = [self.cache.find(a, p) for p, a in zip(prompts, adapters)]
         groups = [[i for i in range(len(prompts)) if (found[i][0] > 0) == hit] for hit in (False, True)]
@@ -137,9 +139,7 @@ class HFBackend:
         self.stats.prompt_tokens += sum(len(p) - f[0] for p, f in zip(prompts, found))
         self.stats.cached_tokens += sum(f[0] for f in found)
         for i, (prompt, adapter) in enumerate(zip(prompts, adapters)):  # for later requests of the same start
-            if self.cache.wants(len(prompt)):
-                keep = mask[i].bool()
-                self.cache.store(adapter, prompt, [(k[i][:, keep].clone(), v[i][:, keep].clone()) for k, v in kv])
+            self._remember(prompt, adapter, kv, mask, i)
         self.stats.prefill_seconds += time.perf_counter() - t0
         return kv, mask, torch.cat([p[2] for p in parts])[inverse]
 
@@ -398,7 +398,8 @@ class Decoder:
         fill = [i for i in range(len(distinct)) if i not in fed]
         parts: dict[int, tuple] = {}  # distinct index -> (per-layer KV, mask row, logits or None)
         if fill:
-            kv, mask, logits = self.backend._prefill([list(distinct[i][1]) for i in fill], [distinct[i][0] for i in fill])
+            kv, mask, logits = self.backend._prefill([list(distinct[i][1]) for i in fill], [distinct[i][0] for i in fill],
+                                                     [found[i] for i in fill])
             for j, i in enumerate(fill):
                 parts[i] = ([(k[j], v[j]) for k, v in kv], mask[j], logits[j])
         for i in fed:
@@ -414,14 +415,16 @@ class Decoder:
             self._widen(width - self.n + (WIDEN_MARGIN if any(r is not None for r in self.rows) else 0))
         if len(rows) > len(free):
             free += self._add_slots(len(rows) - len(free))
-        for slot, (request, tag, i) in zip(free, rows):
-            kv, mask, logits = parts[i]
+        for i, (kv, mask, _) in parts.items():  # each prompt's KV into all of its rows' slots at once
+            slots = torch.tensor([slot for slot, (_, _, j) in zip(free, rows) if j == i], device=self.device)
             col = self.n - mask.shape[0]
             for layer, (k, v) in zip(self.layers, kv):
-                layer.put(torch.tensor([slot], device=self.device), k[None], v[None], col)
-            self.mask[slot] = 0
-            self.mask[slot, col:] = mask
-            first = col + int((mask != 0).int().argmax())
+                layer.put(slots, k.expand(len(slots), *k.shape), v.expand(len(slots), *v.shape), col)
+            self.mask[slots] = 0
+            self.mask[slots, col:] = mask
+        for slot, (request, tag, i) in zip(free, rows):
+            _, mask, logits = parts[i]
+            first = self.n - mask.shape[0] + int((mask != 0).int().argmax())
             self.rows[slot] = _Row(request, tag, Sample([], [], "length"), first, fed=logits is None)
             if logits is None:
                 self.token[slot], self.pos[slot] = request.prompt[-1], len(request.prompt) - 1
@@ -461,8 +464,8 @@ class Decoder:
             if t in self.backend.eos_ids or (params.stop and self.backend._hit_stop(sample.ids, params.stop)):
                 sample.finish = "stop"
             if sample.finish == "stop" or len(sample.ids) >= params.max_new_tokens:
-                self.backend._remember(row.request.prompt + sample.ids[:-1], row.request.adapter, self.layers,
-                                       self.mask, s)
+                self.backend._remember(row.request.prompt + sample.ids[:-1], row.request.adapter,
+                                       [(layer.keys, layer.values) for layer in self.layers], self.mask, s)
                 finished.append((row.tag, sample))
                 self.rows[s] = None
             else:

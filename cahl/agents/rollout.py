@@ -142,8 +142,7 @@ class _Actor:
     def priority(self) -> int:
         """1 for turns an episode waits on, 0 for executor attempts no planner waits for: those
         fill the batch when it has room, but never delay the attempts and turns that others wait on."""
-        parent = getattr(self, "parent", None)
-        return 0 if parent is not None and parent.chosen is not self else 1
+        return 1
 
     def add_turn(self, sample: Sample) -> Turn:
         start = len(self.traj.ids)
@@ -184,6 +183,9 @@ class _ToolActor(_Actor):
         super().__init__(*args)
         self.answer_tag = answer_tag
         self.parent = parent
+
+    def priority(self) -> int:
+        return 0 if self.parent is not None and self.parent.chosen is not self else 1
 
     def receive(self, sample: Sample) -> None:
         turn = self.add_turn(sample)
