@@ -52,8 +52,8 @@ def main() -> None:
     stats = policies.backend("planner").stats  # one sampler serves both roles of the base model
     print(f"  decode: {stats.steps} steps, mean batch {stats.rows / max(stats.steps, 1):.1f} live rows "
           f"({stats.slots / max(stats.steps, 1):.1f} slots); prefill: "
-          f"{stats.prompt_tokens} prompt tokens computed in {stats.prefill_seconds:.1f} s, "
-          f"{stats.cached_tokens} reused from the prefix cache")
+          f"{stats.prompt_tokens} prompt tokens computed ({stats.joined_tokens} of them inside decode forwards, "
+          f"the rest in {stats.prefill_seconds:.1f} s of prefill forwards), {stats.cached_tokens} reused from the prefix cache")
     print(f"  end reasons: { {r: sum(e.end_reason == r for e in episodes) for r in {e.end_reason for e in episodes}} }")
 
     rows = 32

@@ -3,7 +3,7 @@
 Why our own loop instead of `model.generate`: training needs the exact sampled ids and their
 log-probs (DESIGN §4, token invariant), G samples of one prompt should prefill the prompt once and
 share its KV cache, finished rows should leave the batch instead of being padded along, and turns
-should stop at a closing tag. The loop is a plain KV-cached decode over left-padded rows.
+should stop at a closing tag. The loop is a KV-cached continuous batch (`Decoder`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class GenStats:
     generated_tokens: int = 0
     seconds: float = 0.0
     prefill_seconds: float = 0.0  # part of `seconds`
+    joined_tokens: int = 0  # part of prompt_tokens computed inside decode forwards (not in prefill_seconds)
     steps: int = 0  # decode forwards
     rows: int = 0  # live rows over all decode forwards (rows / steps = mean batch)
     slots: int = 0  # rows computed over all decode forwards, empty slots included
@@ -222,6 +223,8 @@ class _Row:
     sample: Sample
     first: int  # first KV column holding one of its tokens
     fed: bool = False  # its prompt's last token is the slot's next input: no logits to sample from yet
+    pending: list[int] = field(default_factory=list)  # prompt tokens before that one still to compute
+    # (in the next decode forward; rows of one prompt share the list, computed once)
 
 
 class PrefixCache:
@@ -320,7 +323,8 @@ class Decoder:
     slots, to make room for a prompt longer than `n`, to drop leading columns no live row uses, and
     to shrink once most slots are empty. Rows may name different LoRA adapters: every forward then
     runs each row through its own adapter (`route_adapters`), so planner and executor turns of a
-    rollout decode in one batch.
+    rollout decode in one batch. A prompt that joins while rows decode is computed inside the next
+    decode forward (`_forward_joined`), not in a prefill forward of its own.
     """
 
     def __init__(self, backend: HFBackend, rng: torch.Generator):
@@ -336,6 +340,8 @@ class Decoder:
         self.logits: torch.Tensor | None = None  # [slots, V] next-token logits
         self.n = 0  # KV columns in use
         self.named: bool | None = None  # do requests name adapters? (all do or none do)
+        core = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self.joinable = type(core).__name__ in JOINABLE_MODELS  # prompts may join through decode forwards
         self.seconds: dict = {}  # label -> seconds: each step's time split over the rows it served
 
     @property
@@ -389,43 +395,57 @@ class Decoder:
             taken.append(self.queue.pop(0))
         if not taken:
             return
-        # Distinct prompts (requests of one prompt and adapter, e.g. a rollout's priorities, prefill
-        # once). A prompt cached up to its last token needs no prefill forward: that token is fed
-        # to the next decode forward as the row's input, like a decoded token.
+        # Distinct prompts (requests of one prompt and adapter, e.g. a rollout's priorities, are
+        # computed once). While rows decode, a prompt joins through the decode forward: its cached
+        # prefix is copied into its slots, and the rest of its tokens are computed in the next
+        # decode forward beside the decoding rows' tokens (one batch for the weights to stream
+        # through, instead of a small prefill forward of its own). Otherwise it is prefilled.
         distinct = list(dict.fromkeys((r.adapter, tuple(r.prompt)) for r in taken))
-        found = [self.backend.cache.find(a, list(p)) for a, p in distinct]
-        fed = [i for i, (_, p) in enumerate(distinct) if 0 < found[i][0] == len(p) - 1]
-        fill = [i for i in range(len(distinct)) if i not in fed]
-        parts: dict[int, tuple] = {}  # distinct index -> (per-layer KV, mask row, logits or None)
+        prompts, adapters = [list(p) for _, p in distinct], [a for a, _ in distinct]
+        found = [self.backend.cache.find(a, p) for p, a in zip(prompts, adapters)]
+        if self.backend._share_new_prefixes(prompts, adapters, found):
+            found = [self.backend.cache.find(a, p) for p, a in zip(prompts, adapters)]
+        budget = JOIN_TOKENS if self.joinable and any(r is not None for r in self.rows) else 0
+        joins, fill = [], []
+        for i, (p, (n, _)) in enumerate(zip(prompts, found)):
+            rest = len(p) - 1 - n  # tokens to compute before the last one (fed like a decoded token)
+            if len(p) > 1 and (0 < n and rest == 0 or rest <= budget):
+                joins.append(i)
+                budget -= rest
+            else:
+                fill.append(i)
+        parts: dict[int, tuple] = {}  # distinct index -> (per-layer KV or None, mask row, logits or None, pending)
         if fill:
-            kv, mask, logits = self.backend._prefill([list(distinct[i][1]) for i in fill], [distinct[i][0] for i in fill],
+            kv, mask, logits = self.backend._prefill([prompts[i] for i in fill], [adapters[i] for i in fill],
                                                      [found[i] for i in fill])
             for j, i in enumerate(fill):
-                parts[i] = ([(k[j], v[j]) for k, v in kv], mask[j], logits[j])
-        for i in fed:
+                parts[i] = ([(k[j], v[j]) for k, v in kv], mask[j], logits[j], [])
+        for i in joins:
             n, entry = found[i]
-            parts[i] = ([(k[:, :n], v[:, :n]) for k, v in entry], torch.ones(n, dtype=torch.long, device=self.device), None)
+            kv = [(k[:, :n], v[:, :n]) for k, v in entry] if n else None
+            parts[i] = (kv, torch.ones(len(prompts[i]) - 1, dtype=torch.long, device=self.device), None, prompts[i][n:-1])
             self.backend.stats.cached_tokens += n
-            self.backend.stats.prompt_tokens += 1  # computed in the decode forward
+            self.backend.stats.prompt_tokens += len(prompts[i]) - n
+            self.backend.stats.joined_tokens += len(prompts[i]) - n
         if not self.layers:
-            self._start([(k[None], v[None]) for k, v in next(iter(parts.values()))[0]])
-        width = max(m.shape[0] for _, m, _ in parts.values())
+            self._start([(k[None], v[None]) for k, v in next(kv for kv, *_ in parts.values() if kv is not None)])
+        width = max(m.shape[0] for _, m, _, _ in parts.values())
         rows = [(r, tag, distinct.index((r.adapter, tuple(r.prompt)))) for r in taken for tag in r.tags]
         if width > self.n:  # a margin when rows are live, so that the next longer prompt need not copy again
             self._widen(width - self.n + (WIDEN_MARGIN if any(r is not None for r in self.rows) else 0))
         if len(rows) > len(free):
             free += self._add_slots(len(rows) - len(free))
-        for i, (kv, mask, _) in parts.items():  # each prompt's KV into all of its rows' slots at once
+        for i, (kv, mask, _, _) in parts.items():  # each prompt's KV into all of its rows' slots at once
             slots = torch.tensor([slot for slot, (_, _, j) in zip(free, rows) if j == i], device=self.device)
             col = self.n - mask.shape[0]
-            for layer, (k, v) in zip(self.layers, kv):
+            for layer, (k, v) in zip(self.layers, kv or []):
                 layer.put(slots, k.expand(len(slots), *k.shape), v.expand(len(slots), *v.shape), col)
             self.mask[slots] = 0
             self.mask[slots, col:] = mask
         for slot, (request, tag, i) in zip(free, rows):
-            _, mask, logits = parts[i]
+            _, mask, logits, pending = parts[i]
             first = self.n - mask.shape[0] + int((mask != 0).int().argmax())
-            self.rows[slot] = _Row(request, tag, Sample([], [], "length"), first, fed=logits is None)
+            self.rows[slot] = _Row(request, tag, Sample([], [], "length"), first, fed=logits is None, pending=pending)
             if logits is None:
                 self.token[slot], self.pos[slot] = request.prompt[-1], len(request.prompt) - 1
             else:
@@ -486,14 +506,67 @@ class Decoder:
             self.mask[index, -1] = 1
             self.token[index] = self.backend.pad_id
         adapters = [r.request.adapter if r is not None else None for r in self.rows]
-        with route_adapters(self.model, adapters):
-            self.logits = self.model(input_ids=self.token.view(-1, 1).to(self.device), attention_mask=self.mask,
-                                     position_ids=self.pos.view(-1, 1), cache=self.cache,
-                                     use_cache=True).logits[:, -1].float()
+        joins = {}  # id(pending) -> (the joining rows' slots, their pending tokens)
+        for s in live:
+            if self.rows[s].pending:
+                joins.setdefault(id(self.rows[s].pending), ([], self.rows[s].pending))[0].append(s)
+        if joins:
+            self._forward_joined(list(joins.values()), adapters)
+        else:
+            with route_adapters(self.model, adapters):
+                self.logits = self.model(input_ids=self.token.view(-1, 1), attention_mask=self.mask,
+                                         position_ids=self.pos.view(-1, 1), cache=self.cache,
+                                         use_cache=True).logits[:, -1].float()
         self.n += 1
         self.pos[torch.tensor(live, device=self.device)] += 1
         for s in live:
             self.rows[s].fed = False
+            self.rows[s].pending = []
+
+    def _forward_joined(self, joins: list[tuple[list[int], list[int]]], adapters: list[str | None]) -> None:
+        """The decode forward, with joining prompts' pending tokens as extra batch rows of one token
+        each after the slots' rows. Every extra token's KV is written to its column in each of its
+        prompt's slots (`SlotLayer.joining`); it attends, within its prompt's first slot, to the
+        columns up to its own (`_joined_attention`). Logits are computed for the slots' rows only."""
+        tokens, positions, groups, source, slots, columns = [], [], [], [], [], []
+        for members, pending in joins:
+            lead, count = members[0], len(pending)
+            column = self.n - count  # the pending tokens fill the columns just before the decode column
+            groups.append((len(tokens), count, lead, self.rows[lead].first, column))
+            for slot in members:
+                source += range(len(tokens), len(tokens) + count)
+                slots += [slot] * count
+                columns += range(column, column + count)
+            start = int(self.pos[lead]) - count
+            positions += range(start, start + count)
+            tokens += pending
+            adapters = adapters + [adapters[lead]] * count
+        device = self.device
+        plan = _Joins(self.mask.bool()[:, None, None, :], [
+            (start, count, lead, first, column,
+             (torch.arange(first, column + count, device=device)[None] <= torch.arange(column, column + count, device=device)[:, None])[None, None])
+            for start, count, lead, first, column in groups])
+        scatter = tuple(torch.tensor(x, device=device) for x in (source, slots, columns))
+        ids = torch.cat([self.token, torch.tensor(tokens, device=device)]).view(-1, 1)
+        pos = torch.cat([self.pos, torch.tensor(positions, device=device)]).view(-1, 1)
+        core = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        config, before = core.config, core.config._attn_implementation
+        for layer in self.layers:
+            layer.joining = scatter
+        config._attn_implementation = JOINED_ATTENTION
+        try:
+            with route_adapters(self.model, adapters):
+                hidden = core.get_decoder()(input_ids=ids, position_ids=pos, cache=self.cache, use_cache=True,
+                                            cahl_joins=plan).last_hidden_state
+                self.logits = core.get_output_embeddings()(hidden[:len(self.rows), -1]).float()
+        finally:
+            config._attn_implementation = before
+            for layer in self.layers:
+                layer.joining = None
+        for members, _ in joins:  # the prompt is computed: later requests starting like it reuse it
+            row = self.rows[members[0]]
+            self.backend._remember(row.request.prompt, row.request.adapter,
+                                   [(layer.keys, layer.values) for layer in self.layers], self.mask, members[0])
 
     # -- the store -----------------------------------------------------------------------------
     def _start(self, kv) -> None:
@@ -574,6 +647,9 @@ class Sampler:
         return [done for d in self.decoders if d.busy for done in d.step()]
 
 
+JOIN_TOKENS = 1024  # most prompt tokens one decode forward computes for joining prompts
+JOINABLE_MODELS = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"}  # logits =
+# lm_head(decoder output), attention through transformers' attention interface (needed to join)
 WIDEN_MARGIN = 64  # extra columns when a prompt is longer than the batch is wide (fewer copies)
 DROP_COLUMNS_MIN = 64  # drop leading columns no live row uses once there are this many and a quarter
 # of the store: attention computes masked columns too, a copy of the store costs about one step
@@ -590,6 +666,7 @@ class SlotLayer(DynamicLayer):
     def __init__(self, like: torch.Tensor) -> None:
         super().__init__()
         self.device, self.is_initialized, self.n = like.device, True, 0
+        self.joining: tuple | None = None  # (source row, slot, column) of extra rows' KV during a joined forward
         self._k = like.new_zeros((0, like.shape[1], 0, like.shape[3]))
         self._v = self._k.clone()
         self._expose()
@@ -606,11 +683,19 @@ class SlotLayer(DynamicLayer):
         return out
 
     def update(self, key_states, value_states, *args, **kwargs):
+        extra = None
+        if self.joining is not None:  # rows past the slots are joining prompts' tokens: written where they go
+            slots = self._k.shape[0]
+            extra = key_states[slots:, :, 0], value_states[slots:, :, 0]
+            key_states, value_states = key_states[:slots], value_states[:slots]
         t = key_states.shape[2]
         if self.n + t > self._k.shape[2]:
             columns = self.n + max(t, self._k.shape[2] // 2, 16)
             self._k, self._v = (self._resized(x, x.shape[0], columns, 0) for x in (self._k, self._v))
         self._k[:, :, self.n:self.n + t], self._v[:, :, self.n:self.n + t] = key_states, value_states
+        if extra is not None:
+            source, slots, columns = self.joining
+            self._k[slots, :, columns], self._v[slots, :, columns] = extra[0][source], extra[1][source]
         self.n += t
         self._expose()
         return self.keys, self.values
@@ -643,6 +728,42 @@ class SlotLayer(DynamicLayer):
         raise NotImplementedError("SlotLayer lives only inside the Decoder")
 
     batch_repeat_interleave = batch_select_indices = crop
+
+
+@dataclass
+class _Joins:
+    """What `_joined_attention` needs of a joined decode forward."""
+
+    mask: torch.Tensor  # [slots, 1, 1, columns] bool: the slots' rows' attention mask
+    groups: list  # per joining prompt: (first extra row, count, its first slot, first column, column of
+    # its first extra token, [1, 1, count, columns from its first] bool mask: each sees up to its own)
+
+
+def _joined_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cahl_joins=None, **kwargs):
+    """Attention of a joined decode forward: query [slots + extra, heads, 1, dim]; key/value the
+    store [slots, kv heads, columns, dim]. The slots' rows attend as in a plain decode step; each
+    joining prompt's extra rows attend causally within its first slot's columns."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    slots = key.shape[0]
+    out = [sdpa_attention_forward(module, query[:slots], key, value, cahl_joins.mask, scaling=scaling)[0]]
+    for start, count, slot, first, column, mask in cahl_joins.groups:
+        q = query[slots + start:slots + start + count].transpose(0, 2)  # [1, heads, count, dim]
+        k, v = key[slot:slot + 1, :, first:column + count], value[slot:slot + 1, :, first:column + count]
+        out.append(sdpa_attention_forward(module, q, k, v, mask, scaling=scaling)[0].transpose(0, 1))
+    return torch.cat(out), None
+
+
+JOINED_ATTENTION = "cahl_joined"
+
+
+def _register_joined_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(JOINED_ATTENTION, _joined_attention)
+
+
+_register_joined_attention()
 
 
 def _sample(logits: torch.Tensor, params: SamplingParams, rng: torch.Generator):

@@ -255,6 +255,34 @@ def test_prompt_cached_to_its_last_token_joins_through_the_decode_forward(tiny_m
         torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-4, rtol=0)
 
 
+def test_prompt_with_a_cached_prefix_joins_a_running_batch_and_computes_only_its_rest(tiny_model, tokenizer, prompts):
+    """A running row, then two samples of a prompt whose first tokens are cached: the cached KV is
+    copied into both slots, the rest is computed once inside a decode forward, and the samples
+    equal a backend that caches nothing and decodes the prompt alone."""
+    long = prompts[3] + prompts[1]
+    cold = HFBackend(tiny_model, tokenizer, cache_tokens=0)
+    alone = cold.generate([long], greedy(7))[0]
+    warm = HFBackend(tiny_model, tokenizer)
+    warm.cache.min_reuse = 4
+    warm.generate([prompts[3]], greedy(2))  # caches prompts[3] and its first sampled token
+    cached = warm.cache.find(None, long)[0]
+    assert 0 < cached < len(long) - 1
+    before = warm.stats.prompt_tokens
+    decoder = warm.decoder(seed=0)
+    decoder.submit(prompts[2], greedy(12), tags=["running"])
+    done = dict(decoder.step())
+    decoder.submit(long, greedy(7), n=2, tags=["a", "b"])
+    while decoder.busy:
+        done.update(decoder.step())
+    assert warm.stats.joined_tokens == len(long) - cached
+    assert warm.stats.prompt_tokens - before == len(prompts[2]) + len(long) - cached
+    for tag in "ab":
+        assert done[tag].ids == alone.ids
+        torch.testing.assert_close(torch.tensor(done[tag].logprobs), torch.tensor(alone.logprobs), atol=1e-4, rtol=0)
+    # the joined prompt is cached whole for the requests that follow
+    assert warm.cache.find(None, long + [5])[0] == len(long)
+
+
 def test_higher_priority_requests_join_first(tiny_model, tokenizer, prompts):
     decoder = HFBackend(tiny_model, tokenizer, max_batch=2).decoder(seed=0)
     for tag, priority in (("low0", 0), ("low1", 0), ("high", 1)):
@@ -323,7 +351,7 @@ def test_slot_layer_equals_explicit_tensor_edits_through_every_store_operation()
 def test_requests_joining_a_running_batch_decode_as_if_alone(tiny_model, tokenizer, prompts, monkeypatch,
                                                               max_batch, drop_min, every):
     """Rows join while others decode (into freed slots, new slots, a widened store: the long prompt
-    comes last), finish at different lengths, and the store drops columns and shrinks on the way:
+    comes last; each prompt computed inside a decode forward), finish at different lengths, and the store drops columns and shrinks on the way:
     every sample equals the same request decoded alone. (every=1: all join at once, then the store
     shrinks as they finish.)"""
     import cahl.agents.generation as generation
@@ -331,7 +359,8 @@ def test_requests_joining_a_running_batch_decode_as_if_alone(tiny_model, tokeniz
     monkeypatch.setattr(generation, "DROP_COLUMNS_MIN", drop_min)
     lengths = [3, 12, 7, 9]
     alone = [HFBackend(tiny_model, tokenizer).generate([p], greedy(k))[0] for p, k in zip(prompts, lengths)]
-    decoder = HFBackend(tiny_model, tokenizer, max_batch=max_batch).decoder(seed=0)
+    backend = HFBackend(tiny_model, tokenizer, max_batch=max_batch)
+    decoder = backend.decoder(seed=0)
     done, order = {}, [2, 0, 1, 3]
     for step in range(200):
         due = list(order) if every == 1 else order[:1] if step % every == 0 else []
@@ -343,6 +372,11 @@ def test_requests_joining_a_running_batch_decode_as_if_alone(tiny_model, tokeniz
         assert len(decoder.rows) <= max_batch
         done.update(decoder.step())
     assert sorted(done) == [(i, j) for i in range(4) for j in range(2)]
+    # prompts that came while rows decoded were computed inside the decode forwards
+    # prompts that came while rows decoded and slots were free were computed inside the decode
+    # forwards (all but the one-token prompt 0, which has nothing to compute before its last token)
+    joined = len(prompts[1]) + len(prompts[3]) if max_batch == 8 and every == 2 else 0
+    assert backend.stats.joined_tokens == joined
     for (i, _), s in done.items():
         assert (s.ids, s.finish) == (alone[i].ids, alone[i].finish)
         torch.testing.assert_close(torch.tensor(s.logprobs), torch.tensor(alone[i].logprobs), atol=1e-4, rtol=0)

@@ -240,3 +240,5 @@ def test_sampler_decodes_both_roles_together_each_through_its_adapter(tiny, mode
     assert {tag: s.ids for tag, s in done.items()} == {"p0": expected["planner"], "p1": expected["planner"],
                                                         "e0": expected["executor"]}
     assert set(sampler.seconds) == {"planner", "executor"}
+    # one batch: the executor's prompt was computed inside a decode forward, through its adapter
+    assert sampler.lanes["executor"][0].backend.stats.joined_tokens == (len(IDS) if mode == "adapters" else 0)
