@@ -83,6 +83,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["synth", "toolrl"])  # training sources
     n_synth: int = 400  # generated multi-step training tasks
     n_toolrl: int = 0  # ToolRL SFT items used (0 = all 399 after deduplication)
+    task_pool: int = 0  # GRPO draws its tasks from the first N training tasks only (0 = all; SFT uses all)
     synth_min_steps: int = 2  # fewest tool calls in a generated task
     synth_max_steps: int = 3  # most tool calls in a generated task
     synth_distractors: int = 2  # unneeded tools offered with each generated task
@@ -106,6 +107,7 @@ class TrainConfig:
         _require(self.checkpoint_every >= 1, "train.checkpoint_every", "an integer >= 1", self.checkpoint_every)
         _require(self.steps >= 0, "train.steps", "an integer >= 0", self.steps)
         _require(self.tasks_per_step >= 1, "train.tasks_per_step", "an integer >= 1", self.tasks_per_step)
+        _require(self.task_pool >= 0, "train.task_pool", "an integer >= 0", self.task_pool)
         _require(all(d in ("synth", "toolrl") for d in self.data), "train.data", "a list of synth / toolrl", self.data)
         _require(0 <= self.eps_low < 1 and self.eps_high >= 0, "train.eps_low/eps_high",
                  "0 <= eps_low < 1 and eps_high >= 0", (self.eps_low, self.eps_high))

@@ -317,9 +317,10 @@ def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
     ctx.policies = PolicySet.from_checkpoint(cfg.model, ckpt) if ckpt else PolicySet.create(cfg.model, roles=roles)
     ctx.chat = ChatFormat(ctx.policies.tokenizer)
     ctx.pad_id = ctx.policies.tokenizer.pad_token_id or 0
-    ctx.tasks = training_tasks(cfg)
+    every = training_tasks(cfg)
+    ctx.tasks = every[:cfg.train.task_pool or len(every)]  # GRPO's pool
     ctx.subtask_pool = subtask_tasks(ctx.tasks)
-    ctx.sft_pool = sft_pools(ctx.chat, ctx.tasks, roles, cfg.sft.max_len) if cfg.sft.steps else {}
+    ctx.sft_pool = sft_pools(ctx.chat, every, roles, cfg.sft.max_len) if cfg.sft.steps else {}
     ctx.lr = {"planner": cfg.train.lr_planner, "executor": cfg.train.lr_executor, "flat": cfg.train.lr_executor}
     ctx.optimizers = adapter_optimizers(ctx.policies, roles, ctx.lr)
     ctx.sft_optimizers = adapter_optimizers(ctx.policies, roles, {r: cfg.sft.lr for r in roles})
