@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from cahl.agents import attention
 from cahl.agents.lora_fast import route_adapters
 
 
@@ -340,8 +341,7 @@ class Decoder:
         self.logits: torch.Tensor | None = None  # [slots, V] next-token logits
         self.n = 0  # KV columns in use
         self.named: bool | None = None  # do requests name adapters? (all do or none do)
-        core = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        self.joinable = type(core).__name__ in JOINABLE_MODELS  # prompts may join through decode forwards
+        self.joinable = attention.supported(self.model)  # prompts may join through decode forwards
         self.seconds: dict = {}  # label -> seconds: each step's time split over the rows it served
 
     @property
@@ -527,7 +527,7 @@ class Decoder:
         """The decode forward, with joining prompts' pending tokens as extra batch rows of one token
         each after the slots' rows. Every extra token's KV is written to its column in each of its
         prompt's slots (`SlotLayer.joining`); it attends, within its prompt's first slot, to the
-        columns up to its own (`_joined_attention`). Logits are computed for the slots' rows only."""
+        columns up to its own (`attention.joined_attention`). Logits are computed for the slots' rows only."""
         tokens, positions, groups, source, slots, columns = [], [], [], [], [], []
         for members, pending in joins:
             lead, count = members[0], len(pending)
@@ -542,25 +542,22 @@ class Decoder:
             tokens += pending
             adapters = adapters + [adapters[lead]] * count
         device = self.device
-        plan = _Joins(self.mask.bool()[:, None, None, :], [
+        plan = attention.Joins(self.mask.bool()[:, None, None, :], [
             (start, count, lead, first, column,
              (torch.arange(first, column + count, device=device)[None] <= torch.arange(column, column + count, device=device)[:, None])[None, None])
             for start, count, lead, first, column in groups])
         scatter = tuple(torch.tensor(x, device=device) for x in (source, slots, columns))
         ids = torch.cat([self.token, torch.tensor(tokens, device=device)]).view(-1, 1)
         pos = torch.cat([self.pos, torch.tensor(positions, device=device)]).view(-1, 1)
-        core = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        config, before = core.config, core.config._attn_implementation
+        core = attention.core(self.model)
         for layer in self.layers:
             layer.joining = scatter
-        config._attn_implementation = JOINED_ATTENTION
         try:
-            with route_adapters(self.model, adapters):
+            with route_adapters(self.model, adapters), attention.attention(self.model, attention.JOINED):
                 hidden = core.get_decoder()(input_ids=ids, position_ids=pos, cache=self.cache, use_cache=True,
                                             cahl_joins=plan).last_hidden_state
                 self.logits = core.get_output_embeddings()(hidden[:len(self.rows), -1]).float()
         finally:
-            config._attn_implementation = before
             for layer in self.layers:
                 layer.joining = None
         for members, _ in joins:  # the prompt is computed: later requests starting like it reuse it
@@ -648,8 +645,6 @@ class Sampler:
 
 
 JOIN_TOKENS = 1024  # most prompt tokens one decode forward computes for joining prompts
-JOINABLE_MODELS = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"}  # logits =
-# lm_head(decoder output), attention through transformers' attention interface (needed to join)
 WIDEN_MARGIN = 64  # extra columns when a prompt is longer than the batch is wide (fewer copies)
 DROP_COLUMNS_MIN = 64  # drop leading columns no live row uses once there are this many and a quarter
 # of the store: attention computes masked columns too, a copy of the store costs about one step
@@ -728,42 +723,6 @@ class SlotLayer(DynamicLayer):
         raise NotImplementedError("SlotLayer lives only inside the Decoder")
 
     batch_repeat_interleave = batch_select_indices = crop
-
-
-@dataclass
-class _Joins:
-    """What `_joined_attention` needs of a joined decode forward."""
-
-    mask: torch.Tensor  # [slots, 1, 1, columns] bool: the slots' rows' attention mask
-    groups: list  # per joining prompt: (first extra row, count, its first slot, first column, column of
-    # its first extra token, [1, 1, count, columns from its first] bool mask: each sees up to its own)
-
-
-def _joined_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cahl_joins=None, **kwargs):
-    """Attention of a joined decode forward: query [slots + extra, heads, 1, dim]; key/value the
-    store [slots, kv heads, columns, dim]. The slots' rows attend as in a plain decode step; each
-    joining prompt's extra rows attend causally within its first slot's columns."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    slots = key.shape[0]
-    out = [sdpa_attention_forward(module, query[:slots], key, value, cahl_joins.mask, scaling=scaling)[0]]
-    for start, count, slot, first, column, mask in cahl_joins.groups:
-        q = query[slots + start:slots + start + count].transpose(0, 2)  # [1, heads, count, dim]
-        k, v = key[slot:slot + 1, :, first:column + count], value[slot:slot + 1, :, first:column + count]
-        out.append(sdpa_attention_forward(module, q, k, v, mask, scaling=scaling)[0].transpose(0, 1))
-    return torch.cat(out), None
-
-
-JOINED_ATTENTION = "cahl_joined"
-
-
-def _register_joined_attention() -> None:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(JOINED_ATTENTION, _joined_attention)
-
-
-_register_joined_attention()
 
 
 def _sample(logits: torch.Tensor, params: SamplingParams, rng: torch.Generator):

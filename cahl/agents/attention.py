@@ -1,0 +1,72 @@
+"""Attention for a batch layout that transformers' own masks cannot express, through its attention
+interface: the attention module computes q/k/v (with LoRA and rotary) as usual and hands them to
+the function registered under the name the config selects for the duration of a forward.
+
+`joined`: a decode step whose batch also carries prompts that join it (generation.Decoder).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+JOINED = "cahl_joined"
+SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"}  # logits =
+# lm_head(decoder output), attention through the interface with the key/value layout assumed here
+
+
+def core(model):
+    """The causal LM inside a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supported(model) -> bool:
+    return type(core(model)).__name__ in SUPPORTED
+
+
+@contextmanager
+def attention(model, name: str) -> Iterator[None]:
+    """Forwards of `model` inside the block attend through the function registered as `name`."""
+    config = core(model).config
+    before = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+@dataclass
+class Joins:
+    """What `joined_attention` needs of a joined decode forward."""
+
+    mask: torch.Tensor  # [slots, 1, 1, columns] bool: the slots' rows' attention mask
+    groups: list  # per joining prompt: (first extra row, count, its first slot, first column, column of
+    # its first extra token, [1, 1, count, columns from its first] bool mask: each sees up to its own)
+
+
+def joined_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cahl_joins=None, **kwargs):
+    """Attention of a joined decode forward: query [slots + extra, heads, 1, dim]; key/value the
+    store [slots, kv heads, columns, dim]. The slots' rows attend as in a plain decode step; each
+    joining prompt's extra rows attend causally within its first slot's columns."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    slots = key.shape[0]
+    out = [sdpa_attention_forward(module, query[:slots], key, value, cahl_joins.mask, scaling=scaling)[0]]
+    for start, count, slot, first, column, mask in cahl_joins.groups:
+        q = query[slots + start:slots + start + count].transpose(0, 2)  # [1, heads, count, dim]
+        k, v = key[slot:slot + 1, :, first:column + count], value[slot:slot + 1, :, first:column + count]
+        out.append(sdpa_attention_forward(module, q, k, v, mask, scaling=scaling)[0].transpose(0, 1))
+    return torch.cat(out), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(JOINED, joined_attention)
+
+
+_register()
