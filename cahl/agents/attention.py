@@ -23,6 +23,12 @@ def core(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def body_and_head(model):
+    """(transformer body, lm_head) of a causal LM, PEFT-wrapped or not."""
+    lm = core(model)
+    return lm.model, lm.lm_head
+
+
 def supported(model) -> bool:
     return type(core(model)).__name__ in SUPPORTED
 

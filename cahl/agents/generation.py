@@ -115,13 +115,12 @@ class HFBackend:
             return  # a mismatch should not happen; never store a cache that does not match its tokens
         self.cache.store(adapter, tokens, [(k[row][:, keep].clone(), v[row][:, keep].clone()) for k, v in kv])
 
-    def _prefill(self, prompts: list[list[int]], adapters: list[str | None], found: list | None = None):
+    def _prefill(self, prompts: list[list[int]], adapters: list[str | None], found: list):
         """Prefill rows in two groups (with / without a cached prefix, so short and long rows are not
-        padded to each other), each row through its own adapter; `found`: the cache lookups, if made.
+        padded to each other), each row through its own adapter; `found`: their cache lookups.
         Returns per-layer (keys, values) [B, heads, W, dim], mask [B, W] (rows left-padded to W
         columns) and last logits [B, V]."""
         t0 = time.perf_counter()
-        found = found or [self.cache.find(a, p) for p, a in zip(prompts, adapters)]
         if self._share_new_prefixes(prompts, adapters, found):
             found = [self.cache.find(a, p) for p, a in zip(prompts, adapters)]
         groups = [[i for i in range(len(prompts)) if (found[i][0] > 0) == hit] for hit in (False, True)]
@@ -430,7 +429,8 @@ class Decoder:
         if not self.layers:
             self._start([(k[None], v[None]) for k, v in next(kv for kv, *_ in parts.values() if kv is not None)])
         width = max(m.shape[0] for _, m, _, _ in parts.values())
-        rows = [(r, tag, distinct.index((r.adapter, tuple(r.prompt)))) for r in taken for tag in r.tags]
+        index = {key: i for i, key in enumerate(distinct)}
+        rows = [(r, tag, index[r.adapter, tuple(r.prompt)]) for r in taken for tag in r.tags]
         if width > self.n:  # a margin when rows are live, so that the next longer prompt need not copy again
             self._widen(width - self.n + (WIDEN_MARGIN if any(r is not None for r in self.rows) else 0))
         if len(rows) > len(free):
@@ -549,14 +549,14 @@ class Decoder:
         scatter = tuple(torch.tensor(x, device=device) for x in (source, slots, columns))
         ids = torch.cat([self.token, torch.tensor(tokens, device=device)]).view(-1, 1)
         pos = torch.cat([self.pos, torch.tensor(positions, device=device)]).view(-1, 1)
-        core = attention.core(self.model)
+        body, head = attention.body_and_head(self.model)
         for layer in self.layers:
             layer.joining = scatter
         try:
             with route_adapters(self.model, adapters), attention.attention(self.model, attention.JOINED):
-                hidden = core.get_decoder()(input_ids=ids, position_ids=pos, cache=self.cache, use_cache=True,
-                                            cahl_joins=plan).last_hidden_state
-                self.logits = core.get_output_embeddings()(hidden[:len(self.rows), -1]).float()
+                hidden = body(input_ids=ids, position_ids=pos, cache=self.cache, use_cache=True,
+                              cahl_joins=plan).last_hidden_state
+                self.logits = head(hidden[:len(self.rows), -1]).float()
         finally:
             for layer in self.layers:
                 layer.joining = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cahl.agents.attention import body_and_head
 from cahl.rl.losses import selective_log_softmax
 
 
@@ -41,15 +42,9 @@ def pack(seqs: list[list[int]], masks: list[list[int]], values: list[list[float]
     return Packed(ids, attention, mask, vals)
 
 
-def _body_and_head(model):
-    """(transformer body, lm_head) of a causal LM, PEFT-wrapped or not."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.model, base.lm_head
-
-
 def token_logprobs(model, batch: Packed, temperature: float = 1.0) -> torch.Tensor:
     """[B, T] log p(ids[t] | ids[<t]) at positions where batch.mask is True, 0 elsewhere."""
-    body, head = _body_and_head(model)
+    body, head = body_and_head(model)
     device = next(model.parameters()).device
     hidden = body(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device)).last_hidden_state
     target = batch.mask.to(device)
@@ -102,7 +97,7 @@ def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]],
     """
     from transformers import DynamicCache
 
-    body, head = _body_and_head(model)
+    body, head = body_and_head(model)
     device = next(model.parameters()).device
     g = len(seqs)
     P = common_prefix_len(seqs)
