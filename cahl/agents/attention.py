@@ -3,6 +3,8 @@ interface: the attention module computes q/k/v (with LoRA and rotary) as usual a
 the function registered under the name the config selects for the duration of a forward.
 
 `joined`: a decode step whose batch also carries prompts that join it (generation.Decoder).
+`tree`: one GRPO group packed into one sequence, its prompt once and then every member's
+continuation (batching.shared_prefix_logprobs).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Iterator
 import torch
 
 JOINED = "cahl_joined"
+TREE = "cahl_tree"
 SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"}  # logits =
 # lm_head(decoder output), attention through the interface with the key/value layout assumed here
 
@@ -69,10 +72,50 @@ def joined_attention(module, query, key, value, attention_mask, scaling=None, dr
     return torch.cat(out), None
 
 
+@dataclass
+class Tree:
+    """What `tree_attention` needs of a packed group: the prompt's length, and the continuations'
+    additive mask [1, 1, continuation tokens, all tokens] (0 on the prompt and on a member's own
+    tokens up to itself, -inf elsewhere)."""
+
+    prompt: int
+    mask: torch.Tensor
+
+    @classmethod
+    def of(cls, prompt: int, lengths: list[int], dtype: torch.dtype, device) -> "Tree":
+        member = torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device))
+        n = len(member)
+        index = torch.arange(n, device=device)
+        own = (member[:, None] == member[None, :]) & (index[None, :] <= index[:, None])  # [n, n]
+        seen = torch.cat([torch.ones((n, prompt), dtype=torch.bool, device=device), own], dim=1)
+        mask = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill_(~seen, float("-inf"))
+        return cls(prompt, mask[None, None])
+
+
+def tree_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cahl_tree=None,
+                   sliding_window=None, **kwargs):
+    """Attention of a packed group: query [1, heads, L, dim], key/value [1, kv heads, L, dim], the
+    prompt's P tokens first. The prompt attends causally to itself; each continuation token to the
+    prompt and to its own member's tokens up to itself. Key/value heads are shared by their query
+    heads inside the kernel (no per-head copies)."""
+    import torch.nn.functional as F
+
+    L, P = key.shape[2], cahl_tree.prompt
+    if sliding_window is not None and sliding_window < L:
+        raise ValueError(f"tree attention: sequence of {L} tokens exceeds the model's sliding window {sliding_window}")
+    grouped = query.shape[1] != key.shape[1]
+    prompt = F.scaled_dot_product_attention(query[:, :, :P], key[:, :, :P], value[:, :, :P], is_causal=True,
+                                            scale=scaling, dropout_p=dropout, enable_gqa=grouped)
+    rest = F.scaled_dot_product_attention(query[:, :, P:], key, value, attn_mask=cahl_tree.mask, scale=scaling,
+                                          dropout_p=dropout, enable_gqa=grouped)
+    return torch.cat([prompt, rest], dim=2).transpose(1, 2).contiguous(), None
+
+
 def _register() -> None:
     from transformers import AttentionInterface
 
     AttentionInterface.register(JOINED, joined_attention)
+    AttentionInterface.register(TREE, tree_attention)
 
 
 _register()

@@ -209,9 +209,13 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
     def forward(ctx, rows: Tensor, ids: Tensor, chunk_rows: int) -> Tensor:  # rows [R, V], ids [R]
         lse = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)  # [R]
         picked = torch.empty_like(lse)  # [R]
+        scratch = torch.empty((min(chunk_rows, rows.shape[0]), rows.shape[1]), dtype=torch.float32, device=rows.device)
         for s in range(0, rows.shape[0], chunk_rows):
             z = rows[s : s + chunk_rows].float()  # [c, V]
-            lse[s : s + chunk_rows] = torch.logsumexp(z, dim=-1)
+            top = z.amax(-1, keepdim=True)  # [c, 1]
+            top.masked_fill_(top.isinf(), 0.0)  # as torch.logsumexp: rows of -inf give -inf, not nan
+            e = torch.sub(z, top, out=scratch[: z.shape[0]]).exp_()  # one reused buffer, exponentiated in place
+            lse[s : s + chunk_rows] = top.squeeze(-1) + e.sum(-1).log()
             picked[s : s + chunk_rows] = z.gather(-1, ids[s : s + chunk_rows, None]).squeeze(-1)
         ctx.save_for_backward(rows, ids, lse)
         ctx.chunk_rows = chunk_rows
@@ -224,9 +228,14 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         for s in range(0, rows.shape[0], ctx.chunk_rows):
             e = s + ctx.chunk_rows
             g = grad_out[s:e, None].float()  # [c, 1]
-            grad = -g * torch.exp(rows[s:e].float() - lse[s:e, None])  # [c, V]
+            if rows.dtype == torch.float32:  # computed in place in the result
+                grad = torch.sub(rows[s:e], lse[s:e, None], out=grad_rows[s:e])
+            else:
+                grad = rows[s:e].float() - lse[s:e, None]
+            grad.exp_().mul_(-g)  # -g * softmax
             grad.scatter_add_(-1, ids[s:e, None], g)
-            grad_rows[s:e] = grad.to(rows.dtype)
+            if grad.dtype != rows.dtype:
+                grad_rows[s:e] = grad.to(rows.dtype)
         return grad_rows, None, None
 
 

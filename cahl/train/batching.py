@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cahl.agents import attention
 from cahl.agents.attention import body_and_head
 from cahl.rl.losses import selective_log_softmax
 
@@ -90,42 +91,41 @@ def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]],
                            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Log-probs for a GRPO group whose members start with the same prompt, computing that prompt once.
 
-    Exact, not an approximation: the prompt is run once (with autograd), its KV cache is repeated
-    for the g members, and each member's continuation attends to it; gradients through the
+    Exact, not an approximation: the group is packed into one sequence, the prompt once and then
+    each member's continuation (positions continuing the prompt's), with no padding. The prompt
+    attends causally to itself and each continuation to the prompt and its own earlier tokens
+    (attention.tree_attention), so every member sees what it would see alone; gradients through the
     prompt are summed over members exactly as g separate forwards would produce them.
     Returns (logp [g, S], trained mask [g, S], P) over the positions after the shared prefix P.
     """
-    from transformers import DynamicCache
-
     body, head = body_and_head(model)
     device = next(model.parameters()).device
     g = len(seqs)
     P = common_prefix_len(seqs)
     # keep at least one token of every member after the prefix, and no trained token inside it
     P = min(P, min(len(s) for s in seqs) - 1, min(m.index(1) if 1 in m else len(m) for m in masks))
-    S = max(len(s) for s in seqs) - P
-    cache = DynamicCache(config=body.config)
-    prefix = torch.tensor([seqs[0][:P]], dtype=torch.long, device=device)
-    h_prefix = body(input_ids=prefix, cache=cache, use_cache=True).last_hidden_state  # [1, P, D]
-    cache.batch_repeat_interleave(g)
-    ids = torch.full((g, S), pad_id, dtype=torch.long)
-    attention = torch.zeros((g, P + S), dtype=torch.long)
-    attention[:, :P] = 1
+    lengths = [len(s) - P for s in seqs]
+    S = max(lengths)
+    ids = torch.tensor(seqs[0][:P] + [x for s in seqs for x in s[P:]], dtype=torch.long, device=device)
+    pos = torch.cat([torch.arange(P)] + [torch.arange(P, P + n) for n in lengths]).to(device)
     trained = torch.zeros((g, S), dtype=torch.bool)
-    for i, (s, m) in enumerate(zip(seqs, masks)):
-        n = len(s) - P
-        ids[i, :n] = torch.tensor(s[P:], dtype=torch.long)
-        attention[i, P:P + n] = 1
+    source = torch.zeros((g, S), dtype=torch.long)  # packed index of the hidden state predicting each token
+    start = P
+    for i, (n, m) in enumerate(zip(lengths, masks)):
         trained[i, :n] = torch.tensor(m[P:], dtype=torch.bool)
-    pos = (torch.arange(S) + P).expand(g, S)
-    h_suffix = body(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=pos.to(device),
-                    cache=cache, use_cache=True).last_hidden_state  # [g, S, D]
-    # hidden state predicting suffix token j: the prefix's last for j = 0, else suffix j - 1
-    h = torch.cat([h_prefix[:, -1:].expand(g, 1, -1), h_suffix[:, :-1]], dim=1)  # [g, S, D]
+        source[i, 0] = P - 1
+        source[i, 1:n] = torch.arange(start, start + n - 1)
+        start += n
+    tree = attention.Tree.of(P, lengths, body.dtype, device)
+    with attention.attention(model, attention.TREE):
+        hidden = body(input_ids=ids[None], position_ids=pos[None], use_cache=False, cahl_tree=tree).last_hidden_state[0]
     t = trained.to(device)
-    logits = head(h[t]).float()
+    logits = head(hidden[source.to(device)[t]]).float()
     if temperature != 1.0:
         logits = logits / temperature
+    targets = torch.full((g, S), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        targets[i, :lengths[i]] = torch.tensor(s[P:], dtype=torch.long)
     out = torch.zeros((g, S), dtype=torch.float32, device=device)
-    out[t] = selective_log_softmax(logits, ids.to(device)[t])
+    out[t] = selective_log_softmax(logits, targets.to(device)[t])
     return out, t, P

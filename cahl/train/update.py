@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from cahl.agents import attention
 from cahl.rl.losses import clipped_policy_loss, kl_k3
 from cahl.train.batching import micro_batches, pack, shared_prefix_logprobs, token_logprobs
 from cahl.train.dist import dist
@@ -48,7 +49,7 @@ def _units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
 def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool):
     """(logp, old logp, trained mask) [rows, T] for the trajectories idx."""
     seqs, masks = [trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx]
-    if share_prefix and len(idx) > 1:
+    if share_prefix and len(idx) > 1 and attention.supported(model):  # others: the group as one padded batch
         logp, mask, P = shared_prefix_logprobs(model, seqs, masks, pad_id, temperature)
         old = torch.zeros_like(logp)
         for r, i in enumerate(idx):
