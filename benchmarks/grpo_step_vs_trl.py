@@ -10,7 +10,10 @@ Each trainer does one warm-up step, then one timed step. Prints both times, both
            the frozen base needs no weight gradients) x tokens/s of the update
           / fp32 matmul FLOP/s measured here (2048^3 matmuls).
 Tokens are counted as computed (a group's shared prompt once); the "effective" figure counts every
-sample's prompt, as a trainer without prefix sharing must compute it.
+sample's prompt, as a trainer without prefix sharing must compute it. 4N leaves out attention,
+which on this workload's long prompts (up to ~1,300 tokens on a 576-wide model) is a fifth of
+the work: a second figure adds 12 x layers x heads x head_dim FLOPs per causal query-key pair
+the update attends (forward QK^T and AV, backward twice that), as PaLM's model FLOPs do.
 
 N = non-embedding parameters. Run: python3 benchmarks/grpo_step_vs_trl.py   (needs `pip install -e .[bench]`, i.e. trl==1.16.0)
 """
@@ -57,7 +60,20 @@ def cahl_step():
     for t in trajs:
         groups.setdefault(t.group_id, []).append(t)
     computed = sum(g[0].prompt_len + sum(len(t.ids) - g[0].prompt_len for t in g) for g in groups.values())
-    return ctx, seconds, m, sum(len(t.ids) - t.prompt_len for t in trajs), (computed, logical)
+    return ctx, seconds, m, sum(len(t.ids) - t.prompt_len for t in trajs), (computed, logical), attended_pairs(groups)
+
+
+def attended_pairs(groups: dict) -> int:
+    """Query-key pairs the update's attention computes: each group's prompt causally, each member's
+    tokens over the prompt and its own tokens up to themselves."""
+    total = 0
+    for g in groups.values():
+        P = g[0].prompt_len
+        total += P * (P + 1) // 2
+        for t in g:
+            n = len(t.ids) - P
+            total += n * P + n * (n + 1) // 2
+    return total
 
 
 def trl_step(ctx):
@@ -110,11 +126,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     peak = matmul_flops()
-    ctx, ours, m, completion_tokens, (computed, logical) = cahl_step()
+    ctx, ours, m, completion_tokens, (computed, logical), pairs = cahl_step()
     n = sum(p.numel() for name, p in ctx.policies.model.named_parameters() if "embed" not in name and "lora" not in name)
     update_s = m["time/update"]
     mfu = 4 * n * computed / update_s / peak if update_s > 0 else 0.0
     effective = 4 * n * logical / update_s / peak if update_s > 0 else 0.0
+    config = ctx.policies.model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    # attention: QK^T and AV, 2 FLOPs per multiply-add each, per head and layer; backward twice that
+    attention_flops = 12 * config.num_hidden_layers * config.num_attention_heads * head_dim * pairs
+    with_attention = (4 * n * computed + attention_flops) / update_s / peak if update_s > 0 else 0.0
     print(f"cahl: {ours:.1f} s/step (rollout {m['time/rollout']:.1f} s, update {update_s:.1f} s), "
           f"{completion_tokens} completion tokens; update: {logical} tokens of prompt+completion per sample, "
           f"{computed} computed (each group's prompt once)")
@@ -123,6 +144,8 @@ def main() -> None:
         print(f"trl:  {theirs:.1f} s/step")
     print(f"fp32 matmul: {peak / 1e9:.0f} GFLOP/s; N = {n / 1e6:.1f}M non-embedding parameters")
     print(f"MFU (update, tokens computed): {mfu:.1%}")
+    print(f"MFU counting attention FLOPs too (PaLM's model FLOPs, {pairs / 1e6:.2f}M causal query-key pairs, "
+          f"{attention_flops / 1e12:.2f} of {(4 * n * computed + attention_flops) / 1e12:.2f} TFLOP): {with_attention:.1%}")
     print(f"effective MFU (update, per prompt+completion token, as a trainer without prefix sharing counts): {effective:.1%}")
     if theirs is not None:
         print(f"ratio: {theirs / ours:.2f}")
