@@ -11,6 +11,8 @@ checks this). Identical gradients -> identical optimizer steps -> parameters sta
 
 from __future__ import annotations
 
+import atexit
+
 import torch
 
 
@@ -24,6 +26,8 @@ class Dist:
         self.rank = self.state.process_index
         self.world = self.state.num_processes
         self.is_main = self.state.is_main_process
+        if self.world > 1:  # gloo's threads abort the interpreter's exit ("terminate called ...") otherwise
+            atexit.register(self.state.destroy_process_group)
 
     def shard(self, items: list) -> list:
         return items[self.rank :: self.world]
