@@ -3,8 +3,8 @@ interface: the attention module computes q/k/v (with LoRA and rotary) as usual a
 the function registered under the name the config selects for the duration of a forward.
 
 `joined`: a decode step whose batch also carries prompts that join it (generation.Decoder).
-`tree`: one GRPO group packed into one sequence, its prompt once and then every member's
-continuation (batching.shared_prefix_logprobs).
+`tree`: sequences that share a prefix packed into one, the prefix once and then every
+sequence's rest, unpadded (batching.shared_prefix_logprobs: a GRPO group, an SFT micro-batch).
 """
 
 from __future__ import annotations
@@ -74,41 +74,59 @@ def joined_attention(module, query, key, value, attention_mask, scaling=None, dr
 
 @dataclass
 class Tree:
-    """What `tree_attention` needs of a packed group: the prompt's length, and the continuations'
-    additive mask [1, 1, continuation tokens, all tokens] (0 on the prompt and on a member's own
-    tokens up to itself, -inf elsewhere)."""
+    """What `tree_attention` needs of a packed layout: a prompt of P tokens, then members' tokens,
+    in chunks of consecutive members: (first packed position, end, additive mask [1, 1, chunk
+    tokens, P + chunk tokens]: 0 on the prompt and on a member's own tokens up to itself, -inf
+    elsewhere). A chunk's members attend to each other's keys only to be masked: chunks are kept
+    to about the prompt's length, so that waste stays below the prompt's own share."""
 
     prompt: int
-    mask: torch.Tensor
+    chunks: list
 
     @classmethod
     def of(cls, prompt: int, lengths: list[int], dtype: torch.dtype, device) -> "Tree":
-        member = torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device))
-        n = len(member)
-        index = torch.arange(n, device=device)
-        own = (member[:, None] == member[None, :]) & (index[None, :] <= index[:, None])  # [n, n]
-        seen = torch.cat([torch.ones((n, prompt), dtype=torch.bool, device=device), own], dim=1)
-        mask = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill_(~seen, float("-inf"))
-        return cls(prompt, mask[None, None])
+        chunks, start, members = [], prompt, []
+        for i, n in enumerate(lengths):
+            members.append(n)
+            if i + 1 == len(lengths) or sum(members) + lengths[i + 1] > max(prompt, 64):
+                chunks.append((start, start + sum(members), _chunk_mask(prompt, members, dtype, device)))
+                start, members = start + sum(members), []
+        return cls(prompt, chunks)
+
+
+def _chunk_mask(prompt: int, lengths: list[int], dtype: torch.dtype, device) -> torch.Tensor:
+    member = torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device))
+    n = len(member)
+    index = torch.arange(n, device=device)
+    own = (member[:, None] == member[None, :]) & (index[None, :] <= index[:, None])  # [n, n]
+    seen = torch.cat([torch.ones((n, prompt), dtype=torch.bool, device=device), own], dim=1)
+    return torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill_(~seen, float("-inf"))[None, None]
 
 
 def tree_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cahl_tree=None,
                    sliding_window=None, **kwargs):
-    """Attention of a packed group: query [1, heads, L, dim], key/value [1, kv heads, L, dim], the
-    prompt's P tokens first. The prompt attends causally to itself; each continuation token to the
-    prompt and to its own member's tokens up to itself. Key/value heads are shared by their query
-    heads inside the kernel (no per-head copies)."""
+    """Attention of a packed layout (`Tree`): query [1, heads, L, dim], key/value [1, kv heads, L,
+    dim], the prompt's P tokens first. The prompt attends causally to itself; each member's token
+    to the prompt and to its own member's tokens up to itself. Key/value heads are shared by their
+    query heads inside the kernel (no per-head copies)."""
     import torch.nn.functional as F
 
     L, P = key.shape[2], cahl_tree.prompt
     if sliding_window is not None and sliding_window < L:
         raise ValueError(f"tree attention: sequence of {L} tokens exceeds the model's sliding window {sliding_window}")
     grouped = query.shape[1] != key.shape[1]
-    prompt = F.scaled_dot_product_attention(query[:, :, :P], key[:, :, :P], value[:, :, :P], is_causal=True,
-                                            scale=scaling, dropout_p=dropout, enable_gqa=grouped)
-    rest = F.scaled_dot_product_attention(query[:, :, P:], key, value, attn_mask=cahl_tree.mask, scale=scaling,
-                                          dropout_p=dropout, enable_gqa=grouped)
-    return torch.cat([prompt, rest], dim=2).transpose(1, 2).contiguous(), None
+    out = []
+    if P:
+        out.append(F.scaled_dot_product_attention(query[:, :, :P], key[:, :, :P], value[:, :, :P], is_causal=True,
+                                                  scale=scaling, dropout_p=dropout, enable_gqa=grouped))
+    for start, end, mask in cahl_tree.chunks:
+        k, v = key, value
+        if (start, end) != (P, L):  # the prompt's keys, then the chunk's
+            k = torch.cat([key[:, :, :P], key[:, :, start:end]], dim=2)
+            v = torch.cat([value[:, :, :P], value[:, :, start:end]], dim=2)
+        out.append(F.scaled_dot_product_attention(query[:, :, start:end], k, v, attn_mask=mask, scale=scaling,
+                                                  dropout_p=dropout, enable_gqa=grouped))
+    return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None
 
 
 def _register() -> None:

@@ -89,13 +89,15 @@ def common_prefix_len(seqs: list[list[int]]) -> int:
 
 def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]], pad_id: int,
                            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Log-probs for a GRPO group whose members start with the same prompt, computing that prompt once.
+    """Log-probs of sequences that start alike (a GRPO group's members, an SFT micro-batch), their
+    common prefix computed once and nothing padded.
 
-    Exact, not an approximation: the group is packed into one sequence, the prompt once and then
-    each member's continuation (positions continuing the prompt's), with no padding. The prompt
-    attends causally to itself and each continuation to the prompt and its own earlier tokens
-    (attention.tree_attention), so every member sees what it would see alone; gradients through the
-    prompt are summed over members exactly as g separate forwards would produce them.
+    Exact, not an approximation: the sequences are packed into one, the prefix once and then each
+    sequence's rest (positions continuing the prefix's). The prefix attends causally to itself and
+    each rest to the prefix and its own earlier tokens (attention.tree_attention), so every sequence
+    sees what it would see alone; gradients through the prefix are summed over the sequences
+    exactly as g separate forwards would produce them. With no common prefix, as in `pack`, a
+    sequence's first token is not predicted.
     Returns (logp [g, S], trained mask [g, S], P) over the positions after the shared prefix P.
     """
     body, head = body_and_head(model)
@@ -113,6 +115,7 @@ def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]],
     start = P
     for i, (n, m) in enumerate(zip(lengths, masks)):
         trained[i, :n] = torch.tensor(m[P:], dtype=torch.bool)
+        trained[i, 0] &= P > 0  # nothing before it predicts a sequence's first token
         source[i, 0] = P - 1
         source[i, 1:n] = torch.arange(start, start + n - 1)
         start += n

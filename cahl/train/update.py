@@ -23,9 +23,14 @@ def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], lis
     with policies.use_role(role) as model:
         model.train()
         for idx in micro_batches([len(e[0]) for e in examples], max_tokens):
-            batch = pack([examples[i][0] for i in idx], [examples[i][1] for i in idx], pad_id=pad_id)
-            logp = token_logprobs(model, batch)
-            loss = -(logp[batch.mask.to(logp.device)]).sum() / max(total, 1)
+            seqs, masks = [examples[i][0] for i in idx], [examples[i][1] for i in idx]
+            if attention.supported(model):  # packed unpadded, the shared start of the prompts once
+                logp, mask, _ = shared_prefix_logprobs(model, seqs, masks, pad_id)
+            else:
+                batch = pack(seqs, masks, pad_id=pad_id)
+                logp = token_logprobs(model, batch)
+                mask = batch.mask.to(logp.device)
+            loss = -(logp[mask]).sum() / max(total, 1)
             loss.backward()
             loss_sum += float(loss.detach())
         model.eval()

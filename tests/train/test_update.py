@@ -59,3 +59,33 @@ def test_sft_step_lowers_the_loss_on_its_batch(tmp_path):
     # the tiny model's frozen RMSNorm bounds how far LoRA can push one logit (floor ~9.5 nats)
     assert losses[-1] < losses[0] - 0.2, losses
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
+
+
+def _sft_grads(policies, examples, packed: bool, monkeypatch):
+    from cahl.agents import attention
+
+    monkeypatch.setattr(attention, "supported", lambda model: packed)
+    opt = torch.optim.SGD(policies.parameters("executor"), lr=0.0)
+    m = sft_step(policies, "executor", opt, examples, 10_000, 1e9, 0)
+    return [p.grad.clone() for p in policies.parameters("executor")], m["loss"]
+
+
+def test_sft_packed_unpadded_equals_padded_batch(tmp_path, monkeypatch):
+    """SFT packs a micro-batch into one sequence (shared start once, rests unpadded, one attention
+    chunk per rest longer than the shared start): same loss and gradients as the padded batch,
+    also when the examples share no first token (then none predicts its first token)."""
+    torch.manual_seed(0)
+    policies = PolicySet.create(ModelConfig(name=tiny_model(tmp_path / "m"), lora_r=4), roles=("executor",))
+    with torch.no_grad():
+        for p in policies.parameters("executor"):
+            p.add_(torch.randn_like(p) * 0.05)
+    trajs, _ = _group(len(policies.tokenizer))
+    shared = [(t.ids[20:], t.loss_mask[20:]) for t in trajs]  # 5 shared tokens, rests of 18-26
+    apart = [([i + 1] + ids[1:], [1] * len(ids)) for i, (ids, _) in enumerate(shared)]  # nothing shared
+    for examples in (shared, apart):
+        packed, loss_packed = _sft_grads(policies, examples, True, monkeypatch)
+        padded, loss_padded = _sft_grads(policies, examples, False, monkeypatch)
+        assert any(float(g.abs().sum()) > 0 for g in packed)
+        for a, b in zip(packed, padded):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        assert abs(loss_packed - loss_padded) < 1e-5
