@@ -94,7 +94,7 @@ class TrainConfig:
     kl_beta: float = 0.0  # weight of the k3 KL to the frozen base (0 = no reference pass)
     scale_by_std: bool = True  # GRPO advantage divides by the group std (False: Dr. GRPO)
     filter_zero_variance: bool = True  # leave groups whose rewards are all equal out of the update (no signal)
-    max_tokens: int = 4096  # tokens per micro-batch (rows x longest row) in the update
+    max_tokens: int = 4096  # SFT micro-batch budget, rows x longest row (GRPO: one group per forward)
     grad_clip: float = 1.0  # gradient norm clip per role and step
     checkpoint_every: int = 1  # steps between checkpoints
     tensorboard: bool = True  # also write TensorBoard scalars to OUT/tb

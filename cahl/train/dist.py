@@ -1,8 +1,8 @@
 """Data parallelism through accelerate: shard tasks, sum gradients and counts across processes.
 
 Launch with `accelerate launch --multi_gpu --num_processes N -m cahl.cli train ...` (on CPU this
-runs gloo processes; on GPUs NCCL;
-FSDP/DeepSpeed configs in configs/accelerate/). Every process holds the same policies, rolls out
+runs gloo processes; on GPUs NCCL; configs in configs/accelerate/). No FSDP/DeepSpeed sharding
+yet: see the README. Every process holds the same policies, rolls out
 its shard of the step's tasks (whole GRPO groups stay on one process, so advantages are local),
 and the per-token loss is divided by the token count of the *global* batch; summing gradients
 across processes then gives exactly the single-process gradient of the same global batch (a test
