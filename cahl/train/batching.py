@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 from cahl.agents import attention
-from cahl.agents.attention import body_and_head
 from cahl.rl.losses import selective_log_softmax
 
 
@@ -45,7 +44,7 @@ def pack(seqs: list[list[int]], masks: list[list[int]], values: list[list[float]
 
 def token_logprobs(model, batch: Packed, temperature: float = 1.0) -> torch.Tensor:
     """[B, T] log p(ids[t] | ids[<t]) at positions where batch.mask is True, 0 elsewhere."""
-    body, head = body_and_head(model)
+    body, head = attention.body_and_head(model)
     device = next(model.parameters()).device
     hidden = body(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device)).last_hidden_state
     target = batch.mask.to(device)
@@ -100,7 +99,7 @@ def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]],
     sequence's first token is not predicted.
     Returns (logp [g, S], trained mask [g, S], P) over the positions after the shared prefix P.
     """
-    body, head = body_and_head(model)
+    body, head = attention.body_and_head(model)
     device = next(model.parameters()).device
     g = len(seqs)
     P = common_prefix_len(seqs)
