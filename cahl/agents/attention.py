@@ -36,6 +36,13 @@ def supported(model) -> bool:
     return type(core(model)).__name__ in SUPPORTED
 
 
+def packable(model, longest: int) -> bool:
+    """Whether sequences of up to `longest` tokens may go through `tree_attention` (which has no
+    sliding window: longer sequences of a sliding-window model take the padded path)."""
+    window = getattr(core(model).config, "sliding_window", None)
+    return supported(model) and (window is None or longest <= window)
+
+
 @contextmanager
 def attention(model, name: str) -> Iterator[None]:
     """Forwards of `model` inside the block attend through the function registered as `name`."""
@@ -82,6 +89,7 @@ class Tree:
 
     prompt: int
     chunks: list
+    longest: int  # prompt + the longest member: the furthest any token looks back
 
     @classmethod
     def of(cls, prompt: int, lengths: list[int], dtype: torch.dtype, device) -> "Tree":
@@ -91,7 +99,7 @@ class Tree:
             if i + 1 == len(lengths) or sum(members) + lengths[i + 1] > max(prompt, 64):
                 chunks.append((start, start + sum(members), _chunk_mask(prompt, members, dtype, device)))
                 start, members = start + sum(members), []
-        return cls(prompt, chunks)
+        return cls(prompt, chunks, prompt + max(lengths))
 
 
 def _chunk_mask(prompt: int, lengths: list[int], dtype: torch.dtype, device) -> torch.Tensor:
@@ -112,8 +120,9 @@ def tree_attention(module, query, key, value, attention_mask, scaling=None, drop
     import torch.nn.functional as F
 
     L, P = key.shape[2], cahl_tree.prompt
-    if sliding_window is not None and sliding_window < L:
-        raise ValueError(f"tree attention: sequence of {L} tokens exceeds the model's sliding window {sliding_window}")
+    if sliding_window is not None and sliding_window < cahl_tree.longest:
+        raise ValueError(f"tree attention: a sequence of {cahl_tree.longest} tokens exceeds the model's sliding window "
+                         f"{sliding_window}")
     grouped = query.shape[1] != key.shape[1]
     out = []
     if P:

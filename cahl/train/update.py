@@ -24,7 +24,7 @@ def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], lis
         model.train()
         for idx in micro_batches([len(e[0]) for e in examples], max_tokens):
             seqs, masks = [examples[i][0] for i in idx], [examples[i][1] for i in idx]
-            if attention.supported(model):  # packed unpadded, the shared start of the prompts once
+            if attention.packable(model, max(map(len, seqs))):  # packed unpadded, the shared start once
                 logp, mask, _ = shared_prefix_logprobs(model, seqs, masks, pad_id)
             else:
                 batch = pack(seqs, masks, pad_id=pad_id)
@@ -54,7 +54,7 @@ def _units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
 def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool):
     """(logp, old logp, trained mask) [rows, T] for the trajectories idx."""
     seqs, masks = [trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx]
-    if share_prefix and len(idx) > 1 and attention.supported(model):  # others: the group as one padded batch
+    if share_prefix and len(idx) > 1 and attention.packable(model, max(map(len, seqs))):  # else: one padded batch
         logp, mask, P = shared_prefix_logprobs(model, seqs, masks, pad_id, temperature)
         old = torch.zeros_like(logp)
         for r, i in enumerate(idx):

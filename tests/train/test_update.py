@@ -64,7 +64,7 @@ def test_sft_step_lowers_the_loss_on_its_batch(tmp_path):
 def _sft_grads(policies, examples, packed: bool, monkeypatch):
     from cahl.agents import attention
 
-    monkeypatch.setattr(attention, "supported", lambda model: packed)
+    monkeypatch.setattr(attention, "packable", lambda model, longest: packed)
     opt = torch.optim.SGD(policies.parameters("executor"), lr=0.0)
     m = sft_step(policies, "executor", opt, examples, 10_000, 1e9, 0)
     return [p.grad.clone() for p in policies.parameters("executor")], m["loss"]
@@ -89,3 +89,13 @@ def test_sft_packed_unpadded_equals_padded_batch(tmp_path, monkeypatch):
         for a, b in zip(packed, padded):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
         assert abs(loss_packed - loss_padded) < 1e-5
+
+
+def test_sequences_longer_than_a_sliding_window_are_not_packed(tmp_path):
+    from cahl.agents import attention
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model(tmp_path / "m"))
+    assert attention.packable(model, 5000)
+    model.config.sliding_window = 64
+    assert attention.packable(model, 64) and not attention.packable(model, 65)
