@@ -22,9 +22,13 @@ Executor, attempt at sub-task j:  r_L = w_fmt·format + w_call·correctness(j)
 Capability c(j) = mean success of the G_L attempts at sub-task j.
 Planner, per plan: r_H = w_fmt·format + w_out·outcome + w_align·mean_j c(j) − w_len·extra,
     extra = max(0, #sub-tasks − #needed), #needed = number of gold calls (1 for answer and
-    relevance tasks). A plan with no sub-task gets alignment 0 (there is nothing to align; a
-    direct answer is judged by its outcome alone). With w_len ≥ w_align an extra sub-task never
-    pays: it can raise mean c(j) by at most w_align·(1 − mean)/(n + 1) < w_len.
+    relevance tasks). A plan with no sub-task gets alignment 0 (there is nothing to align), and
+    where the task needs sub-tasks it gets no format credit either ("undelegated"): a direct
+    answer is judged by its outcome alone. Otherwise, while outcomes are rare, answering at once,
+    well-formed and wrong, outscores every attempt at delegating (whose format must hold over more
+    turns): the quickstart's planner learned exactly that within 3 GRPO steps, and its executor
+    then got no sub-tasks. With w_len ≥ w_align an extra sub-task never pays: it can raise mean
+    c(j) by at most w_align·(1 − mean)/(n + 1) < w_len.
 Flat (ToolRL): r = w_fmt·format + w_call·correctness, correctness = call rule against all gold
     calls, or for answer tasks the EM of the final <response> (one normalised answer; listing
     several candidates fails). The outcome is logged as a component but not added (ToolRL's reward).
@@ -207,9 +211,10 @@ def planner_reward(planner_traj: Trajectory, outcome: float, capabilities: list[
     fmt = trajectory_format(planner_traj)
     alignment = sum(capabilities) / n_subtasks if n_subtasks else 0.0
     extra = max(0, n_subtasks - n_needed)
-    score = cfg.w_fmt * fmt + cfg.w_out * outcome + cfg.w_align * alignment - cfg.w_len * extra
+    undelegated = n_subtasks == 0 and n_needed > 0  # judged by its outcome alone (module docstring)
+    score = (0.0 if undelegated else cfg.w_fmt * fmt) + cfg.w_out * outcome + cfg.w_align * alignment - cfg.w_len * extra
     components = {"format": fmt, "outcome": outcome, "alignment": alignment, "subtasks": float(n_subtasks),
-                  "extra_subtasks": float(extra)}
+                  "extra_subtasks": float(extra), "undelegated": float(undelegated)}
     return RewardResult(score, components, success=outcome >= 1.0)
 
 

@@ -137,6 +137,19 @@ def test_a_direct_response_has_no_alignment_term():
     assert "alignment" not in metrics  # no sub-task, nothing to average
 
 
+def test_answering_a_call_task_at_once_earns_no_format_credit():
+    """A well-formed direct answer to a task that needs calls must not outscore a plan that
+    delegates and fails: the planner would learn to stop delegating (seen in the quickstart)."""
+    direct = plan(task([A]), [], node="p0")
+    failed = plan(task([A]), [[attempt()]], node="p1")
+    score_episodes([direct, failed], CFG)
+    d, f = direct.trajectories[0].reward, failed.trajectories[0].reward
+    assert d.components["format"] == 1.0 and d.components["undelegated"] == 1.0
+    assert d.score == 0.0  # outcome 0, nothing else
+    assert f.components["undelegated"] == 0.0 and f.score == pytest.approx(0.5)  # format 1, capability 0
+    assert f.score > d.score
+
+
 def test_planner_reward_checks_capabilities_against_subtasks():
     ep = plan(task([A]), [[attempt(A)]])
     with pytest.raises(CahlInputError, match="capabilities"):
@@ -311,5 +324,5 @@ def test_rollout_engine_episodes_score_as_documented(tokenizer, chat):
     assert guesser.reward.components["correctness"] == -1.0 and not guesser.meta["solved"]
     assert planner.meta["capabilities"] == [0.5]
     assert planner.reward.components == {"format": 1.0, "outcome": 1.0, "alignment": 0.5, "subtasks": 1.0,
-                                         "extra_subtasks": 0.0}
+                                         "extra_subtasks": 0.0, "undelegated": 0.0}
     assert metrics["alignment/chosen_solved"] == float(caller.meta["chosen"])
