@@ -20,26 +20,21 @@ class Packed:
     ids: torch.Tensor  # [B, T] right-padded
     attention: torch.Tensor  # [B, T] 1 on real tokens
     mask: torch.Tensor  # [B, T] bool, True where the token is trained (predicted from position t-1)
-    values: torch.Tensor  # [B, T] a per-token float aligned with ids (old log-probs), 0 elsewhere
 
 
-def pack(seqs: list[list[int]], masks: list[list[int]], values: list[list[float]] | None = None,
-         pad_id: int = 0) -> Packed:
+def pack(seqs: list[list[int]], masks: list[list[int]], pad_id: int = 0) -> Packed:
     width = max(len(s) for s in seqs)
     B = len(seqs)
     ids = torch.full((B, width), pad_id, dtype=torch.long)
     attention = torch.zeros((B, width), dtype=torch.long)
     mask = torch.zeros((B, width), dtype=torch.bool)
-    vals = torch.zeros((B, width), dtype=torch.float32)
     for i, s in enumerate(seqs):
         n = len(s)
         ids[i, :n] = torch.tensor(s, dtype=torch.long)
         attention[i, :n] = 1
         mask[i, :n] = torch.tensor(masks[i], dtype=torch.bool)
-        if values is not None:
-            vals[i, :n] = torch.tensor(values[i], dtype=torch.float32)
     mask[:, 0] = False  # the first token is never predicted
-    return Packed(ids, attention, mask, vals)
+    return Packed(ids, attention, mask)
 
 
 def token_logprobs(model, batch: Packed, temperature: float = 1.0) -> torch.Tensor:
@@ -57,6 +52,18 @@ def token_logprobs(model, batch: Packed, temperature: float = 1.0) -> torch.Tens
     out = torch.zeros(target.shape, dtype=picked.dtype, device=device)
     out[target] = picked
     return out
+
+
+def sequence_logprobs(model, seqs: list[list[int]], masks: list[list[int]], pad_id: int, temperature: float = 1.0,
+                      packed: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(logp [g, S], trained mask [g, S], start): the sequences' token log-probs from position
+    `start` on. Packed (their shared start once, unpadded: `shared_prefix_logprobs`) where the
+    model allows it and `packed`, else one padded batch (start 0)."""
+    if packed and attention.packable(model, max(map(len, seqs))):
+        return shared_prefix_logprobs(model, seqs, masks, pad_id, temperature)
+    batch = pack(seqs, masks, pad_id=pad_id)
+    logp = token_logprobs(model, batch, temperature)
+    return logp, batch.mask.to(logp.device), 0
 
 
 def micro_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from cahl.agents import attention
 from cahl.rl.losses import clipped_policy_loss, kl_k3
-from cahl.train.batching import micro_batches, pack, shared_prefix_logprobs, token_logprobs
+from cahl.train.batching import micro_batches, sequence_logprobs
 from cahl.train.dist import dist
 
 
@@ -23,13 +22,7 @@ def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], lis
     with policies.use_role(role) as model:
         model.train()
         for idx in micro_batches([len(e[0]) for e in examples], max_tokens):
-            seqs, masks = [examples[i][0] for i in idx], [examples[i][1] for i in idx]
-            if attention.packable(model, max(map(len, seqs))):  # packed unpadded, the shared start once
-                logp, mask, _ = shared_prefix_logprobs(model, seqs, masks, pad_id)
-            else:
-                batch = pack(seqs, masks, pad_id=pad_id)
-                logp = token_logprobs(model, batch)
-                mask = batch.mask.to(logp.device)
+            logp, mask, _ = sequence_logprobs(model, [examples[i][0] for i in idx], [examples[i][1] for i in idx], pad_id)
             loss = -(logp[mask]).sum() / max(total, 1)
             loss.backward()
             loss_sum += float(loss.detach())
@@ -53,17 +46,13 @@ def _units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
 
 def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool):
     """(logp, old logp, trained mask) [rows, T] for the trajectories idx."""
-    seqs, masks = [trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx]
-    if share_prefix and len(idx) > 1 and attention.packable(model, max(map(len, seqs))):  # else: one padded batch
-        logp, mask, P = shared_prefix_logprobs(model, seqs, masks, pad_id, temperature)
-        old = torch.zeros_like(logp)
-        for r, i in enumerate(idx):
-            lp = trajs[i].logprobs[P:]
-            old[r, :len(lp)] = torch.tensor(lp, dtype=old.dtype)
-        return logp, old, mask
-    batch = pack(seqs, masks, [trajs[i].logprobs for i in idx], pad_id=pad_id)
-    logp = token_logprobs(model, batch, temperature)
-    return logp, batch.values.to(logp.device), batch.mask.to(logp.device)
+    logp, mask, start = sequence_logprobs(model, [trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx], pad_id,
+                                          temperature, packed=share_prefix)
+    old = torch.zeros_like(logp)
+    for r, i in enumerate(idx):
+        lp = trajs[i].logprobs[start:]
+        old[r, :len(lp)] = torch.tensor(lp, dtype=old.dtype)
+    return logp, old, mask
 
 
 def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *, eps_low: float,
