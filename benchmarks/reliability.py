@@ -50,6 +50,7 @@ from cahl.envs.base import Env, FunctionCallEnv
 from cahl.envs.search import BM25Backend, SearchEnv
 from cahl.envs.synth import SynthEnv, generate_tasks
 from cahl.rewards.hierarchy import RewardConfig, executor_reward, score_episodes
+from cahl.testing import adapter_digest, metric_lines, train_args
 from cahl.types import Episode, Observation, ParsedOutput, RewardResult, Task, ToolCall, ToolSpec, Trajectory, Turn
 
 STATUSES = {"ok", "no_tags", "invalid_call", "truncated", "repeated_tag"}
@@ -581,30 +582,6 @@ def print_fuzz(report: FuzzReport, wall: float) -> None:
 
 
 # ================================================================================ crash safety
-def train_args(model: str, out: Path, steps: int = 4) -> list[str]:
-    """The tiny training run of tests/train/test_resume.py, with `steps` GRPO steps."""
-    return [sys.executable, "-m", "cahl.cli", "train", "--out", str(out), f"model.name={model}", "model.lora_r=4",
-            "model.threads=1", "sft.steps=2", "sft.batch_size=2", f"train.steps={steps}", "train.tasks_per_step=2",
-            "train.data=[synth]", "train.n_synth=12", "train.tensorboard=false", "rollout.plans_per_task=2",
-            "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8", "rollout.max_planner_turns=2",
-            "rollout.max_context=1024", "train.lr_planner=0.01", "train.lr_executor=0.01", "sft.lr=0.01",
-            "reward.custom=cahl.testing:parity_reward"]
-
-
-def adapter_digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("adapter_model.safetensors")):
-        h.update(p.relative_to(folder).as_posix().encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def metric_lines(run: Path) -> list[dict]:
-    """metrics.jsonl without the time/ keys (wall-clock figures differ between runs)."""
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
-
-
 def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], delay: float, deadline: float) -> bool:
     """SIGKILL `proc` `delay` s after `ready()` first holds; False if it finished first."""
     while not ready():

@@ -10,6 +10,9 @@ works wherever a model name is accepted.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
 from pathlib import Path
 
 import torch
@@ -44,3 +47,29 @@ def parity_reward(trajectory, task) -> float:
     tests with a tiny random model get GRPO groups with signal. Use via reward.custom."""
     sampled = [t for t, m in zip(trajectory.ids, trajectory.loss_mask) if m]
     return sum(t % 2 == 0 for t in sampled) / max(len(sampled), 1)
+
+
+def train_args(model: str, out: str | Path, steps: int = 3) -> list[str]:
+    """Command line of the tiny training run (SFT + joint GRPO on `model`, both roles) that the
+    resume, determinism and distribution tests repeat; the parity reward gives GRPO groups signal."""
+    return [sys.executable, "-m", "cahl.cli", "train", "--out", str(out), f"model.name={model}", "model.lora_r=4",
+            "model.threads=1", "sft.steps=2", "sft.batch_size=2", f"train.steps={steps}", "train.tasks_per_step=2",
+            "train.data=[synth]", "train.n_synth=12", "train.tensorboard=false", "rollout.plans_per_task=2",
+            "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8", "rollout.max_planner_turns=2",
+            "rollout.max_context=1024", "train.lr_planner=0.01", "train.lr_executor=0.01", "sft.lr=0.01",
+            "reward.custom=cahl.testing:parity_reward"]
+
+
+def adapter_digest(folder: Path) -> str:
+    """sha256 over every saved adapter (relative path and bytes) under `folder`."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("adapter_model.safetensors")):
+        h.update(p.relative_to(folder).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def metric_lines(run: Path) -> list[dict]:
+    """metrics.jsonl without the time/ keys (wall-clock figures differ between runs)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
