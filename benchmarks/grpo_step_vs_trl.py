@@ -45,10 +45,10 @@ def matmul_flops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
-def cahl_step():
+def cahl_step(dtype: str):
     from cahl.train.loop import build_context, run_grpo_step
 
-    cfg = load_config(None, OVERRIDES)
+    cfg = load_config(None, OVERRIDES + [f"model.dtype={dtype}"])
     ctx = build_context(cfg)
     run_grpo_step(ctx, 0, ("flat",), "flat")  # warm-up
     t0 = time.perf_counter()
@@ -123,10 +123,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-trl", action="store_true", help="cahl's step and MFU only (no ratio)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="cahl's base-model dtype (adapters stay float32); TRL always runs float32")
     args = ap.parse_args()
     torch.set_num_threads(2)
     peak = matmul_flops()
-    ctx, ours, m, completion_tokens, (computed, logical), pairs = cahl_step()
+    ctx, ours, m, completion_tokens, (computed, logical), pairs = cahl_step(args.dtype)
     n = sum(p.numel() for name, p in ctx.policies.model.named_parameters() if "embed" not in name and "lora" not in name)
     update_s = m["time/update"]
     mfu = 4 * n * computed / update_s / peak if update_s > 0 else 0.0
