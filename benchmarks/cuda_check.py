@@ -7,12 +7,18 @@
 3. Decode speed against transformers' `generate` on the same batch, float32 and bfloat16.
 4. GRPO steps (a hierarchical step with both roles' updates, and an executor step on oracle
    sub-tasks) with model.device=cuda, float32 and bfloat16: seconds per phase, tokens, peak memory.
+5. The packed update on CUDA (a group's prompt once, `attention.tree_attention`) gives the
+   gradients of separate padded forwards, float32 and bfloat16 (largest difference printed).
+6. FSDP2 on CUDA (NCCL, one process: configs/accelerate/fsdp_gpu.yaml with --num_processes 1): the
+   tiny training run (SFT + joint GRPO) sharded gives the metrics and adapters of the same run
+   unsharded in float32, and completes in bfloat16. More than one GPU is needed to shard across
+   processes; 2 CPU processes do that in tests/train/test_distributed.py.
 
 The model is random, with the architecture of `--config` (a config.json, default: SmolLM2-135M's
 from the embedded model) and the tokenizer in `--tokenizer` (a folder), so nothing is downloaded.
 Random weights rarely write a stop tag: turns run to max_new_tokens, a fixed decode workload.
 
-Run: python3 benchmarks/cuda_check.py --tokenizer DIR [--config config.json] [--layers N]
+Run: python3 benchmarks/cuda_check.py --tokenizer DIR [--config config.json] [--layers N] [--only fsdp]
 """
 
 from __future__ import annotations
@@ -137,18 +143,101 @@ def grpo_step(path: str, dtype: str) -> None:
         print("  " + json.dumps({k: round(v, 3) for k, v in m.items() if k.startswith("time/")}))
 
 
+def packed_update(path: str, dtype: str) -> None:
+    """Gradients of one GRPO update, a group packed (prompt once) vs every member padded separately."""
+    from cahl.agents.policy import PolicySet
+    from cahl.config import ModelConfig
+    from cahl.train.update import grpo_step
+    from cahl.types import Trajectory
+
+    torch.manual_seed(0)
+    policies = PolicySet.create(ModelConfig(name=path, device="cuda", dtype=dtype, lora_r=16), roles=("executor",))
+    with torch.no_grad():  # B non-zero, so gradients reach A as well
+        for p in policies.parameters("executor"):
+            p.add_(torch.randn_like(p) * 0.02)
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(100, 20000, (700,), generator=g).tolist()
+    trajs = []
+    for j, n in enumerate((40, 64, 23, 57)):
+        ids = prompt + torch.randint(100, 20000, (n,), generator=g).tolist()
+        logprobs = [0.0] * len(prompt) + (-torch.rand(n, generator=g) * 3).tolist()
+        trajs.append(Trajectory("executor", "t", f"a{j}", None, ("t", "executor", "s"), ids,
+                                [0] * len(prompt) + [1] * n, logprobs, len(prompt)))
+    grads = []
+    for share in (True, False):
+        opt = torch.optim.SGD(policies.parameters("executor"), lr=0.0)
+        grpo_step(policies, "executor", opt, trajs, [1.0, -0.5, 0.25, -0.75], eps_low=0.2, eps_high=0.28, kl_beta=0.1,
+                  max_tokens=100_000, grad_clip=1e9, pad_id=0, apply=False, share_prefix=share)
+        grads.append(torch.cat([p.grad.flatten().float() for p in policies.parameters("executor")]))
+    worst = float((grads[0] - grads[1]).abs().max() / grads[1].abs().max())
+    print(f"packed update on cuda, {dtype}: largest gradient difference to separate forwards = {worst:.2e} "
+          f"of the largest gradient")
+
+
+def fsdp_equals_unsharded(path: str, dtype: str) -> None:
+    """The tiny training run on cuda, unsharded and under FSDP2 (one process): same metrics and
+    adapters in float32. In bfloat16 kernels on differently laid-out weights round differently and
+    sampled tokens soon differ, so there it only shows that the sharded run completes."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from cahl.testing import metric_lines, train_args
+
+    root = Path(__file__).resolve().parents[1]
+    runs = {mode: Path(tempfile.mkdtemp(prefix=f"cahl-{mode}-")) for mode in ("plain", "fsdp")}
+    extra = ["model.device=cuda", f"model.dtype={dtype}"]
+    for mode, run in runs.items():
+        args = train_args(path, run, steps=2) + extra
+        if mode == "fsdp":
+            args = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                    str(root / "configs/accelerate/fsdp_gpu.yaml"), "--num_processes", "1", "-m", *args[2:]]
+        t0 = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run(args, capture_output=True, text=True, env=env)
+        sharded = "cahl: FSDP2" in done.stdout
+        print(f"tiny training on cuda, {dtype} ({mode}): exit {done.returncode}, {time.perf_counter() - t0:.0f} s, sharded: {sharded}")
+        if done.returncode or sharded != (mode == "fsdp"):
+            print(done.stdout[-1500:], done.stderr[-3000:])
+            return
+    a, b = (metric_lines(run) for run in runs.values())
+    def close(u, v) -> bool:
+        return u == v or (isinstance(u, (int, float)) and isinstance(v, (int, float))
+                          and abs(u - v) <= 1e-3 * max(1.0, abs(u)))
+
+    differ = sorted({k for x, y in zip(a, b) for k in x if not close(x[k], y.get(k))})
+    worst = 0.0
+    for file in sorted(runs["plain"].glob("final/*/adapter_model.safetensors")):
+        mine = load_file(runs["fsdp"] / file.relative_to(runs["plain"]))
+        for key, value in load_file(file).items():
+            worst = max(worst, float((mine[key].float() - value.float()).abs().max()))
+    print(f"FSDP vs unsharded, {dtype}: {len(a)} metric lines each, keys differing by > 1e-3: {differ[:8]}; "
+          f"largest adapter weight difference {worst:.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--config", help="config.json of the architecture (default: the tokenizer folder's)")
     ap.add_argument("--layers", type=int, help="override num_hidden_layers")
+    ap.add_argument("--only", choices=["fsdp"], help="run only this check")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a GPU"
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     path = random_model(args.config or str(Path(args.tokenizer) / "config.json"), args.tokenizer,
                         Path(tempfile.mkdtemp(prefix="cahl-model-")), args.layers)
+    if args.only == "fsdp":
+        for dtype in ("float32", "bfloat16"):
+            fsdp_equals_unsharded(path, dtype)
+        return
     check_decoder(path)
     check_routing(path)
+    for dtype in ("float32", "bfloat16"):
+        packed_update(path, dtype)
+    for dtype in ("float32", "bfloat16"):
+        fsdp_equals_unsharded(path, dtype)
     for dtype in ("float32", "bfloat16"):
         decode_speed(path, dtype)
         grpo_step(path, dtype)

@@ -56,18 +56,22 @@ def cmd_train(args) -> None:
     from cahl.agents.policy import PolicySet
     from cahl.eval.harness import evaluate
     from cahl.eval.report import write_report
+    from cahl.train.dist import dist
     from cahl.train.loop import train
 
     cfg = _config(args, [])
     run_dir = Path(cfg.out)
     agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
     evaluating = bool(cfg.train.eval_bench)
-    if evaluating and not (run_dir / "eval_before.json").is_file():
+    main_process = dist().is_main  # under accelerate launch, one process evaluates and reports
+    if main_process and evaluating and not (run_dir / "eval_before.json").is_file():
         policies, chat = build_policies(cfg.model)  # the untrained base model
         evaluate(policies, chat, _eval_rollout(cfg, agent), cfg.train.eval_bench, cfg.train.eval_limit, run_dir,
                  cfg.data_dir or None, cfg.eval.batch_size, label="eval_before")
         del policies
     train(cfg, resume=args.resume)
+    if not main_process:
+        return
     if evaluating:
         policies = PolicySet.from_checkpoint(cfg.model, run_dir / "final")
         evaluate(policies, ChatFormat(policies.tokenizer), _eval_rollout(cfg, agent), cfg.train.eval_bench,

@@ -181,7 +181,7 @@ def two_checkpoints(tmp_path_factory):
     for step in (1, 2):
         for p in policies.parameters("planner"):  # a different adapter per step
             p.data.add_(0.01)
-        save_checkpoint(tmp / "run", step, policies, optims, {"counters": {}}, keep=5)
+        save_checkpoint(tmp / "run", step, policies, {r: o.state_dict() for r, o in optims.items()}, {"counters": {}}, keep=5)
     return cfg, tmp / "run", policies, optims
 
 
@@ -241,7 +241,7 @@ def test_a_new_checkpoint_replaces_stale_newer_ones_instead_of_being_pruned(two_
     ckpts = tmp_path / "run" / "checkpoints"
     shutil.copytree(ckpts / "step_000002", ckpts / "step_000009")  # another run's
     shutil.copytree(ckpts / "step_000002", ckpts / ".tmp_step_000008")  # a killed write
-    save_checkpoint(tmp_path / "run", 2, policies, optims, {"counters": {}}, keep=2)
+    save_checkpoint(tmp_path / "run", 2, policies, {r: o.state_dict() for r, o in optims.items()}, {"counters": {}}, keep=2)
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_000001", "step_000002"]
     assert latest_checkpoint(tmp_path / "run") == ckpts / "step_000002"
 

@@ -140,13 +140,13 @@ class PolicySet:
         self.mode, self.roles, self.tokenizer, self.base_name = mode, tuple(roles), tokenizer, base_name
         self.adapter_of = role_adapters(mode, self.roles)
         self._models = models  # adapter name -> the PeftModel holding it (one object unless separate_models)
-        self._params = {a: adapter_parameters(m, a) for a, m in models.items()}
+        self.sharded = False  # set by cahl.train.sharding.shard
+        self.refresh_parameters()
         self._holds: dict[int, list[str]] = {}  # id(model) -> adapters (or _REFERENCE) held by open blocks
         # one sampler per model: roles on one base share its prefix cache and decode in one batch
-        self._hf = {id(m): HFBackend(m, tokenizer, max_batch=max_batch) for m in self._distinct_models()}
-        self._backends = {r: RoleBackend(self, r, self._hf[id(self._model_of(r))]) for r in self.roles}
-        for model in self._distinct_models():
-            self._keep_trainable(model)
+        self._hf = {id(m): HFBackend(m, tokenizer, max_batch=max_batch) for m in self.models()}
+        self._backends = {r: RoleBackend(self, r, self._hf[id(self.model_of(r))]) for r in self.roles}
+        for model in self.models():
             install_fused_lora(model)
 
     # --- construction -------------------------------------------------------------------------
@@ -201,14 +201,14 @@ class PolicySet:
     @property
     def model(self):
         """The one PeftModel holding every adapter (not defined for separate_models: use use_role)."""
-        models = self._distinct_models()
+        models = self.models()
         if len(models) != 1:
             raise RuntimeError("separate_models has one model per role: use use_role(role) or reference()")
         return models[0]
 
     @property
     def device(self) -> torch.device:
-        return self._distinct_models()[0].device
+        return self.models()[0].device
 
     def backend(self, role: str) -> RoleBackend:
         """Sampling for `role` (the rollout's Policies protocol)."""
@@ -221,11 +221,11 @@ class PolicySet:
         for role in roles:
             self._check_role(role)
         decoders = {key: hf.decoder(seed + i) for i, (key, hf) in enumerate(self._hf.items())}
-        return Sampler({r: (decoders[id(self._model_of(r))], self.adapter_of[r]) for r in roles})
+        return Sampler({r: (decoders[id(self.model_of(r))], self.adapter_of[r]) for r in roles})
 
     def activate(self, role: str):
         """Make `role`'s adapter the active one on its model and return that model."""
-        model, adapter = self._model_of(role), self.adapter_of[role]
+        model, adapter = self.model_of(role), self.adapter_of[role]
         held = [h for h in self._holds.get(id(model), []) if h != adapter]
         if held:
             raise RuntimeError(f"cannot switch to role {role!r} (adapter {adapter!r}) inside an open "
@@ -247,7 +247,7 @@ class PolicySet:
 
         May be opened inside use_role(role) (policy forward, then reference forward, then backward):
         on exit the role's adapter is active again and its gradient is intact."""
-        model = self._model_of(self.roles[0])
+        model = self.model_of(self.roles[0])
         with self._hold(model, _REFERENCE):
             try:
                 with model.disable_adapter():
@@ -255,6 +255,23 @@ class PolicySet:
                     yield model
             finally:
                 self._keep_trainable(model)
+
+    def model_of(self, role: str):
+        """The PeftModel holding `role`'s adapter."""
+        self._check_role(role)
+        return self._models[self.adapter_of[role]]
+
+    def models(self) -> list:
+        """Each distinct PeftModel once (one, unless separate_models)."""
+        return list({id(m): m for m in self._models.values()}.values())
+
+    def refresh_parameters(self) -> None:
+        """Re-read each adapter's parameters after something replaced them (FSDP's fully_shard
+        registers sharded copies): parameters(role) and the optimizers built on it must name the
+        live tensors."""
+        self._params = {a: adapter_parameters(m, a) for a, m in self._models.items()}
+        for model in self.models():
+            self._keep_trainable(model)
 
     def parameters(self, role: str) -> list[torch.nn.Parameter]:
         """Trainable weights of `role`'s adapter only (shared mode: the one shared adapter)."""
@@ -275,14 +292,28 @@ class PolicySet:
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
         return h.hexdigest()
 
-    def save(self, directory: str | Path) -> Path:
+    def adapter_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """adapter -> its weights by parameter name, whole: what `save` writes. Sharded (FSDP)
+        weights are gathered, a collective every process must join."""
+        from torch.distributed.tensor import DTensor
+
+        states = {}
+        for adapter in self.adapters:
+            mine = {id(p) for p in self._params[adapter]}
+            states[adapter] = {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach()
+                               for name, p in self._models[adapter].named_parameters() if id(p) in mine}
+        return states
+
+    def save(self, directory: str | Path, states: dict | None = None) -> Path:
         """PEFT adapters in directory/<adapter>/ and directory/policy.json (written last: its presence
-        means the adapters before it are complete)."""
+        means the adapters before it are complete). states: `adapter_states()`, gathered by every
+        process of a sharded run beforehand (default: read here, for unsharded policies)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        states = states if states is not None else self.adapter_states()
         for adapter in self.adapters:
             # PEFT writes an adapter not named "default" into save_directory/<adapter>/.
-            self._models[adapter].save_pretrained(str(directory), selected_adapters=[adapter])
+            self._models[adapter].save_pretrained(str(directory), selected_adapters=[adapter], state_dict=states[adapter])
         meta = {"mode": self.mode, "roles": list(self.roles), "adapters": self.adapter_of,
                 "base_model": self.base_name}
         (directory / POLICY_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -313,18 +344,14 @@ class PolicySet:
         if role not in self.adapter_of:
             raise CahlInputError(f"unknown policy role {role!r}; this PolicySet has roles {list(self.roles)}")
 
-    def _model_of(self, role: str):
-        self._check_role(role)
-        return self._models[self.adapter_of[role]]
-
-    def _distinct_models(self) -> list:
-        return list({id(m): m for m in self._models.values()}.values())
-
     def _keep_trainable(self, model) -> None:
-        """Undo PEFT's requires_grad flips on `model`'s adapters (see the module docstring)."""
+        """Undo PEFT's requires_grad flips on `model`'s adapters (see the module docstring). Sharded,
+        the flips also hit whatever FSDP has registered at the time (the gathered copies during
+        rollout), which FSDP reuses in later forwards: those are undone too."""
         for adapter, params in self._params.items():
             if self._models[adapter] is model:
-                for p in params:
+                registered = adapter_parameters(model, adapter) if self.sharded else []
+                for p in [*params, *registered]:
                     p.requires_grad_(True)
 
     @contextmanager

@@ -37,7 +37,10 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(run_dir: Path, step: int, policies, optimizers: dict, state: dict, keep: int = 2) -> Path:
+def save_checkpoint(run_dir: Path, step: int, policies, optimizer_states: dict, state: dict, keep: int = 2,
+                    adapter_states: dict | None = None) -> Path:
+    """optimizer_states: name -> what sharding.optimizer_state returns (an optimizer's state_dict);
+    adapter_states: policies.adapter_states(), gathered beforehand in a sharded run."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -45,9 +48,9 @@ def save_checkpoint(run_dir: Path, step: int, policies, optimizers: dict, state:
     for torn in root.glob(".tmp_step_*"):  # writes cut short by a killed run
         shutil.rmtree(torn, ignore_errors=True)
     tmp.mkdir()
-    policies.save(tmp)
-    for role, opt in optimizers.items():
-        torch.save(opt.state_dict(), tmp / f"optim_{role}.pt")
+    policies.save(tmp, adapter_states)
+    for name, optimizer_state in optimizer_states.items():
+        torch.save(optimizer_state, tmp / f"optim_{name}.pt")
     torch.save({**state, "step": step, "rng": rng_state()}, tmp / "state.pt")
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     manifest = {str(p.relative_to(tmp)): _sha256(p) for p in files}

@@ -1,8 +1,9 @@
 """Data parallelism through accelerate: shard tasks, sum gradients and counts across processes.
 
 Launch with `accelerate launch --multi_gpu --num_processes N -m cahl.cli train ...` (on CPU this
-runs gloo processes; on GPUs NCCL; configs in configs/accelerate/). No FSDP/DeepSpeed sharding
-yet: see the README. Every process holds the same policies, rolls out
+runs gloo processes; on GPUs NCCL; configs in configs/accelerate/). An accelerate config with
+`distributed_type: FSDP` shards the weights instead of replicating them (sharding.py); what
+follows holds for both. Every process holds the same policies, rolls out
 its shard of the step's tasks (whole GRPO groups stay on one process, so advantages are local),
 and the per-token loss is divided by the token count of the *global* batch; summing gradients
 across processes then gives exactly the single-process gradient of the same global batch (a test
@@ -15,6 +16,8 @@ import atexit
 
 import torch
 
+from cahl.train import sharding
+
 
 class Dist:
     def __init__(self):
@@ -26,8 +29,18 @@ class Dist:
         self.rank = self.state.process_index
         self.world = self.state.num_processes
         self.is_main = self.state.is_main_process
+        self.fsdp = sharding.requested()  # FSDP reduce-scatters gradients itself, in every backward
         if self.world > 1:  # gloo's threads abort the interpreter's exit ("terminate called ...") otherwise
             atexit.register(self.state.destroy_process_group)
+
+    def finish(self) -> None:
+        """End of a successful run: wait until every process is done with its collectives. A process
+        that ended the group while another still ran one aborted that one (seen under FSDP); after
+        an exception nobody waits here, so the launcher ends the others."""
+        if self.world > 1:
+            import torch.distributed
+
+            torch.distributed.barrier()
 
     def shard(self, items: list) -> list:
         return items[self.rank :: self.world]
@@ -41,7 +54,7 @@ class Dist:
 
     def reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
         """Sum each parameter's gradient over processes (missing gradients count as zero)."""
-        if self.world == 1:
+        if self.world == 1 or self.fsdp:
             return
         from accelerate.utils import reduce
 
@@ -49,6 +62,18 @@ class Dist:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             p.grad.copy_(reduce(p.grad, reduction="sum"))
+
+    def lockstep(self, passes: list) -> list:
+        """`passes` padded with None up to the most any process has, when weights are sharded: every
+        forward and backward then runs collectives that all processes must join (run None as an
+        empty pass). Unchanged when not sharded."""
+        if not self.fsdp or self.world == 1:
+            return passes
+        import torch.distributed
+
+        most = torch.tensor([len(passes)], device=self.state.device)
+        torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)
+        return passes + [None] * (int(most[0]) - len(passes))
 
     def gather(self, obj) -> list:
         if self.world == 1:

@@ -29,9 +29,11 @@ from cahl.agents.chat import ChatFormat
 from cahl.agents.rollout import Rollout
 from cahl.envs.registry import make_env
 from cahl.rl.advantages import group_advantages
+from cahl.train import sharding
 from cahl.train.dist import dist
 from cahl.train.checkpoint import latest_checkpoint, load_state, save_checkpoint, set_rng_state
 from cahl.train.metrics import MetricsLogger
+from cahl.train.sharding import load_optimizer_state, optimizer_state
 from cahl.train.oracle import executor_examples, flat_example, oracle_subtasks, planner_example
 from cahl.train.update import grpo_step, sft_step
 from cahl.types import Task
@@ -144,7 +146,8 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
 
     # 1. rollout
     rollout = Rollout(ctx.policies, ctx.chat, rcfg)
-    episodes = rollout.run(tasks, make_env)
+    with sharding.full_weights(ctx.policies):  # sharded: decode without a collective per forward
+        episodes = rollout.run(tasks, make_env)
     t1 = time.perf_counter()
 
     # 2. rewards
@@ -315,6 +318,8 @@ def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
     ctx.cfg = cfg
     # trained adapters come back from the checkpoint; optimizers are then built over those parameters
     ctx.policies = PolicySet.from_checkpoint(cfg.model, ckpt) if ckpt else PolicySet.create(cfg.model, roles=roles)
+    if dist().fsdp:  # before the optimizers: they must hold the sharded parameters
+        sharding.shard(ctx.policies, dist().world)
     ctx.chat = ChatFormat(ctx.policies.tokenizer)
     ctx.pad_id = ctx.policies.tokenizer.pad_token_id or 0
     every = training_tasks(cfg)
@@ -337,6 +342,8 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     roles = SCHEDULE_ROLES[cfg.train.schedule]
     ckpt = latest_checkpoint(run_dir) if resume else None
+    if dist().is_main and dist().world > 1:  # a launch that silently ran one process shows here
+        print(f"cahl: {dist().world} processes, {'sharded (FSDP2)' if dist().fsdp else 'replicated (DDP)'}")
     ctx = build_context(cfg, ckpt)
     logger = MetricsLogger(run_dir, tensorboard=cfg.train.tensorboard)
     plan = step_plan(cfg)
@@ -345,9 +352,9 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     if ckpt is not None:
         state = load_state(ckpt)
         for r in roles:
-            ctx.optimizers[r].load_state_dict(torch.load(ckpt / f"optim_{r}.pt"))
+            load_optimizer_state(ctx.policies, r, ctx.optimizers[r], torch.load(ckpt / f"optim_{r}.pt"))
             if (ckpt / f"optim_sft_{r}.pt").is_file():
-                ctx.sft_optimizers[r].load_state_dict(torch.load(ckpt / f"optim_sft_{r}.pt"))
+                load_optimizer_state(ctx.policies, r, ctx.sft_optimizers[r], torch.load(ckpt / f"optim_sft_{r}.pt"))
         set_rng_state(state["rng"])
         ctx.counters = Counter(state["counters"])
         start = state["step"]
@@ -389,12 +396,19 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
         bar.update(1)
         shown = {k.split("/")[1][:4]: round(v, 3) for k, v in metrics.items() if k.startswith("reward/") and k.count("/") == 1}
         bar.set_postfix(phase=phase, **shown)
-        if dist().is_main and ((step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == len(plan)):
-            optims = {**ctx.optimizers, **{f"sft_{r}": o for r, o in ctx.sft_optimizers.items()}}
-            save_checkpoint(run_dir, step + 1, ctx.policies, optims, {"counters": dict(ctx.counters)})
+        if (step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == len(plan):
+            # every process: sharded adapters and optimizer state are gathered in collectives
+            optims = {**{r: optimizer_state(ctx.policies, r, o) for r, o in ctx.optimizers.items()},
+                      **{f"sft_{r}": optimizer_state(ctx.policies, r, o) for r, o in ctx.sft_optimizers.items()}}
+            adapters = ctx.policies.adapter_states()
+            if dist().is_main:
+                save_checkpoint(run_dir, step + 1, ctx.policies, optims, {"counters": dict(ctx.counters)},
+                                adapter_states=adapters)
         if stop_after is not None and step + 1 >= stop_after:
             break
     bar.close()
+    adapters = ctx.policies.adapter_states()  # every process (a collective when sharded)
     if dist().is_main:
-        ctx.policies.save(run_dir / "final")
+        ctx.policies.save(run_dir / "final", adapters)
+    dist().finish()
     return run_dir

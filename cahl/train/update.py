@@ -21,16 +21,36 @@ def sft_step(policies, role: str, optimizer, examples: list[tuple[list[int], lis
     optimizer.zero_grad(set_to_none=True)
     with policies.use_role(role) as model:
         model.train()
-        for idx in micro_batches([len(e[0]) for e in examples], max_tokens):
+        for idx in dist().lockstep(micro_batches([len(e[0]) for e in examples], max_tokens)):
+            if idx is None:
+                _empty_pass(policies, model, pad_id, reference=False)
+                continue
             logp, mask, _ = sequence_logprobs(model, [examples[i][0] for i in idx], [examples[i][1] for i in idx], pad_id)
             loss = -(logp[mask]).sum() / max(total, 1)
             loss.backward()
             loss_sum += float(loss.detach())
         model.eval()
-    dist().reduce_gradients(policies.parameters(role))
-    norm = torch.nn.utils.clip_grad_norm_(policies.parameters(role), grad_clip)
+    norm = _reduce_and_clip(policies.parameters(role), grad_clip)
     optimizer.step()
-    return {"loss": loss_sum, "grad_norm": float(norm), "tokens": total}
+    return {"loss": loss_sum, "grad_norm": norm, "tokens": total}
+
+
+def _reduce_and_clip(params: list[torch.nn.Parameter], grad_clip: float) -> float:
+    """Sum gradients over processes (FSDP did it in backward), clip them; the norm before clipping."""
+    dist().reduce_gradients(params)
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # sharded: a DTensor
+
+
+def _empty_pass(policies, model, pad_id: int, reference: bool) -> None:
+    """The forwards and backward of a pass that trains nothing: keeps a process whose share of the
+    batch ran out in step with the collectives of sharded weights (see Dist.lockstep)."""
+    seqs, masks = [[pad_id, pad_id]], [[0, 1]]
+    logp, _, _ = sequence_logprobs(model, seqs, masks, pad_id)
+    if reference:
+        with policies.reference() as ref_model, torch.no_grad():
+            sequence_logprobs(ref_model, seqs, masks, pad_id)
+    (logp.sum() * 0.0).backward()
 
 
 def _units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
@@ -68,7 +88,10 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
     optimizer.zero_grad(set_to_none=True)
     with policies.use_role(role) as model:
         model.train()
-        for idx in _units(trajs, max_tokens, share_prefix):
+        for idx in dist().lockstep(_units(trajs, max_tokens, share_prefix)):
+            if idx is None:
+                _empty_pass(policies, model, pad_id, reference=kl_beta > 0)
+                continue
             logp, old, mask = _forward(model, trajs, idx, pad_id, temperature, share_prefix)
             adv = torch.tensor([advantages[i] for i in idx], dtype=torch.float32, device=logp.device)
             loss, m = clipped_policy_loss(logp, old, adv, mask, eps_low=eps_low, eps_high=eps_high,
@@ -78,7 +101,7 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
                     ref, _, _ = _forward(ref_model, trajs, idx, pad_id, temperature, share_prefix)
                 kl = kl_k3(logp, ref)[mask].sum() / total
                 loss = loss + kl_beta * kl
-                sums["kl"] += float(kl)
+                sums["kl"] += float(kl.detach())
             loss.backward()
             share = float(mask.sum()) / max(total, 1)
             sums["loss"] += float(loss.detach())
@@ -86,8 +109,7 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
             sums["clip_frac_high"] += m["clip_frac_high"] * share
             sums["ratio_max"] = max(sums["ratio_max"], m["ratio_max"])
         model.eval()
-    dist().reduce_gradients(policies.parameters(role))
-    norm = torch.nn.utils.clip_grad_norm_(policies.parameters(role), grad_clip)
+    norm = _reduce_and_clip(policies.parameters(role), grad_clip)
     if apply:  # apply=False leaves the gradients in place (the distributed-equivalence test reads them)
         optimizer.step()
-    return {**sums, "grad_norm": float(norm), "tokens": total}
+    return {**sums, "grad_norm": norm, "tokens": total}

@@ -1,7 +1,9 @@
-"""Worker for test_distributed.py: one GRPO gradient on a fixed global batch, sharded by process.
+"""Worker for test_distributed.py: one GRPO gradient on a fixed global batch, split unevenly
+between processes (4 + 2 trajectories, one group each), KL on.
 
-Run alone (1 process) or under `accelerate launch --cpu --num_processes 2`; rank 0 saves the
-summed adapter gradients to OUT.
+Run alone (1 process) or under `accelerate launch --multi_gpu --num_processes 2` (with
+ACCELERATE_USE_FSDP=true FSDP_VERSION=2: sharded); rank 0 saves the summed adapter gradients
+(gathered whole when sharded) to OUT.
 """
 
 import sys
@@ -11,6 +13,7 @@ import torch
 
 from cahl.agents.policy import PolicySet
 from cahl.config import ModelConfig
+from cahl.train import sharding
 from cahl.train.dist import dist
 from cahl.train.update import grpo_step
 from cahl.types import Trajectory
@@ -37,13 +40,17 @@ def main(model_path: str, out: str) -> None:
             p.add_(torch.randn_like(p) * 0.02)
     trajs, adv = batch(len(policies.tokenizer))
     d = dist()
-    mine = list(range(len(trajs)))[d.rank :: d.world]
+    if d.fsdp:
+        sharding.shard(policies, d.world)
+    mine = {1: [0, 1, 2, 3, 4, 5], 2: [[0, 1, 2, 3], [4, 5]][d.rank]}[d.world]  # uneven: lockstep pads
     opt = torch.optim.SGD(policies.parameters("executor"), lr=0.0)
     grpo_step(policies, "executor", opt, [trajs[i] for i in mine], [adv[i] for i in mine], eps_low=0.2, eps_high=0.28,
-              kl_beta=0.0, max_tokens=64, grad_clip=1e9, pad_id=0, apply=False)
+              kl_beta=0.05, max_tokens=64, grad_clip=1e9, pad_id=0, apply=False)
+    grads = [p.grad.full_tensor() if d.fsdp else p.grad.clone() for p in policies.parameters("executor")]
     if d.is_main:
-        Path(out).with_name("world.txt").write_text(str(d.world))
-        torch.save([p.grad.clone() for p in policies.parameters("executor")], out)
+        Path(out).with_name("world.txt").write_text(f"{d.world} {'fsdp' if policies.sharded else 'ddp'}")
+        torch.save(grads, out)
+    d.finish()
 
 
 if __name__ == "__main__":
