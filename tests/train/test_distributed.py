@@ -26,11 +26,17 @@ TWO_PROCESSES = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "
 def _launch_two(launch: list[str], program: list[str], env: dict | None = None) -> str:
     """`accelerate launch` 2 CPU processes (gloo; `launch`: TWO_PROCESSES or a config file of 2) on
     a free port, so parallel runs do not collide; returns their stdout."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *launch, "--main_process_port", str(port),
-                           *program], capture_output=True, text=True, timeout=240, env={**os.environ, **(env or {})})
+    for attempt in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *launch, "--main_process_port",
+                               str(port), *program], capture_output=True, text=True, timeout=240,
+                              env={**os.environ, **(env or {})})
+        # Known, rare (~1 in 30 sharded launches here): gloo aborts one process in interpreter
+        # teardown after all work is done (pytorch/pytorch#90549). Only that exact failure is retried.
+        if not (done.returncode and "terminate called without an active exception" in done.stderr):
+            break
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
