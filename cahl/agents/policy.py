@@ -346,12 +346,11 @@ class PolicySet:
 
     def _keep_trainable(self, model) -> None:
         """Undo PEFT's requires_grad flips on `model`'s adapters (see the module docstring). Sharded,
-        the flips also hit whatever FSDP has registered at the time (the gathered copies during
-        rollout), which FSDP reuses in later forwards: those are undone too."""
+        these are FSDP's sharded parameters: FSDP copies their flag to the gathered ones it
+        registers in each forward."""
         for adapter, params in self._params.items():
             if self._models[adapter] is model:
-                registered = adapter_parameters(model, adapter) if self.sharded else []
-                for p in [*params, *registered]:
+                for p in params:
                     p.requires_grad_(True)
 
     @contextmanager

@@ -33,7 +33,6 @@ from cahl.train import sharding
 from cahl.train.dist import dist
 from cahl.train.checkpoint import latest_checkpoint, load_state, save_checkpoint, set_rng_state
 from cahl.train.metrics import MetricsLogger
-from cahl.train.sharding import load_optimizer_state, optimizer_state
 from cahl.train.oracle import executor_examples, flat_example, oracle_subtasks, planner_example
 from cahl.train.update import grpo_step, sft_step
 from cahl.types import Task
@@ -352,9 +351,9 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     if ckpt is not None:
         state = load_state(ckpt)
         for r in roles:
-            load_optimizer_state(ctx.policies, r, ctx.optimizers[r], torch.load(ckpt / f"optim_{r}.pt"))
+            sharding.load_optimizer_state(ctx.policies, r, ctx.optimizers[r], torch.load(ckpt / f"optim_{r}.pt"))
             if (ckpt / f"optim_sft_{r}.pt").is_file():
-                load_optimizer_state(ctx.policies, r, ctx.sft_optimizers[r], torch.load(ckpt / f"optim_sft_{r}.pt"))
+                sharding.load_optimizer_state(ctx.policies, r, ctx.sft_optimizers[r], torch.load(ckpt / f"optim_sft_{r}.pt"))
         set_rng_state(state["rng"])
         ctx.counters = Counter(state["counters"])
         start = state["step"]
@@ -398,8 +397,8 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
         bar.set_postfix(phase=phase, **shown)
         if (step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == len(plan):
             # every process: sharded adapters and optimizer state are gathered in collectives
-            optims = {**{r: optimizer_state(ctx.policies, r, o) for r, o in ctx.optimizers.items()},
-                      **{f"sft_{r}": optimizer_state(ctx.policies, r, o) for r, o in ctx.sft_optimizers.items()}}
+            optims = {**{r: sharding.optimizer_state(ctx.policies, r, o) for r, o in ctx.optimizers.items()},
+                      **{f"sft_{r}": sharding.optimizer_state(ctx.policies, r, o) for r, o in ctx.sft_optimizers.items()}}
             adapters = ctx.policies.adapter_states()
             if dist().is_main:
                 save_checkpoint(run_dir, step + 1, ctx.policies, optims, {"counters": dict(ctx.counters)},
