@@ -75,7 +75,10 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
     for a, b in zip(ddp, fsdp):
         assert a.keys() == b.keys()
         for key in a:
-            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-5), key
+            if isinstance(a[key], (int, float)):
+                assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-5), key
+            else:
+                assert a[key] == b[key], key
 
     def adapters(folder: Path) -> dict:
         return {p.relative_to(folder).as_posix(): load_file(p) for p in sorted(folder.rglob("*.safetensors"))}
