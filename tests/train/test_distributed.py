@@ -61,7 +61,8 @@ def test_two_process_gradients_equal_one_process(tmp_path, mode):
 def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
     """The tiny training (SFT + joint GRPO, both roles) on 2 CPU processes, sharded with
     configs/accelerate/fsdp_cpu.yaml: the same metrics and adapters as the replicated (DDP) run,
-    and a run resumed from its second-to-last checkpoint ends with the same adapters."""
+    a run resumed from its second-to-last checkpoint ends with the same adapters, and that
+    checkpoint also resumes in one unsharded process."""
     from safetensors.torch import load_file
 
     model = tiny_model(tmp_path / "tiny")
@@ -100,3 +101,10 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
     for name, tensors in final.items():
         for key, value in tensors.items():
             assert torch.equal(again[name][key], value), (name, key)
+
+    # the sharded checkpoint (optimizer state keyed by name) also resumes in one unsharded process
+    shutil.rmtree(resumed / "checkpoints" / "step_000004")
+    shutil.rmtree(resumed / "final")
+    done = subprocess.run(train_args(model, resumed, steps=2) + ["--resume"], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0 and "resumed from" in done.stdout, done.stderr[-3000:]
+    assert adapters(resumed / "final").keys() == final.keys()
