@@ -33,7 +33,7 @@ def _launch_two(launch: list[str], program: list[str], env: dict | None = None) 
         done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *launch, "--main_process_port",
                                str(port), *program], capture_output=True, text=True, timeout=240,
                               env={**os.environ, **(env or {})})
-        # Known, rare (~1 in 30 sharded launches here): gloo aborts one process in interpreter
+        # Known, rare (~1 in 20 sharded launches here): gloo aborts one process in interpreter
         # teardown after all work is done (pytorch/pytorch#90549). Only that exact failure is retried.
         if not (done.returncode and "terminate called without an active exception" in done.stderr):
             break
