@@ -76,7 +76,7 @@ def shard(policies, world: int) -> None:
             # a plain sum (gloo has no pre-multiplied or averaging reduce): the loss is already
             # normalised by the global batch's token count
             unit.set_gradient_divide_factor(1.0)
-            if hasattr(unit, "set_force_sum_reduction_for_comms"):  # torch < 2.9 lacks it (NCCL needs it not)
+            if hasattr(unit, "set_force_sum_reduction_for_comms"):  # older torch lacks it; NCCL does without
                 unit.set_force_sum_reduction_for_comms(True)
     policies.sharded = True
     policies.refresh_parameters()
