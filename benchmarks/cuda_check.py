@@ -182,9 +182,7 @@ def fsdp_equals_unsharded(path: str, dtype: str) -> None:
     import subprocess
     import sys
 
-    from safetensors.torch import load_file
-
-    from cahl.testing import metric_lines, train_args
+    from cahl.testing import adapter_tensors, metric_lines, train_args
 
     root = Path(__file__).resolve().parents[1]
     runs = {mode: Path(tempfile.mkdtemp(prefix=f"cahl-{mode}-")) for mode in ("plain", "fsdp")}
@@ -208,11 +206,9 @@ def fsdp_equals_unsharded(path: str, dtype: str) -> None:
                           and abs(u - v) <= 1e-3 * max(1.0, abs(u)))
 
     differ = sorted({k for x, y in zip(a, b) for k in x if not close(x[k], y.get(k))})
-    worst = 0.0
-    for file in sorted(runs["plain"].glob("final/*/adapter_model.safetensors")):
-        mine = load_file(runs["fsdp"] / file.relative_to(runs["plain"]))
-        for key, value in load_file(file).items():
-            worst = max(worst, float((mine[key].float() - value.float()).abs().max()))
+    sharded = adapter_tensors(runs["fsdp"] / "final")
+    worst = max(float((sharded[name][key].float() - value.float()).abs().max())
+                for name, tensors in adapter_tensors(runs["plain"] / "final").items() for key, value in tensors.items())
     print(f"FSDP vs unsharded, {dtype}: {len(a)} metric lines each, keys differing by > 1e-3: {differ[:8]}; "
           f"largest adapter weight difference {worst:.2e}")
 

@@ -69,6 +69,13 @@ def adapter_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def adapter_tensors(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """Every saved adapter under `folder`: relative path -> its tensors by name."""
+    from safetensors.torch import load_file
+
+    return {p.relative_to(folder).as_posix(): load_file(p) for p in sorted(folder.rglob("adapter_model.safetensors"))}
+
+
 def metric_lines(run: Path) -> list[dict]:
     """metrics.jsonl without the time/ keys (wall-clock figures differ between runs)."""
     lines = (run / "metrics.jsonl").read_text().splitlines()

@@ -91,8 +91,9 @@ def full_weights(policies) -> Iterator[None]:
     if not policies.sharded:
         yield
         return
-    all_units = [u for m in policies.models() for u in units(m)]
-    layers = [u for m in policies.models() for u in units(m)[:-1]]
+    per_model = [units(m) for m in policies.models()]
+    all_units = [u for us in per_model for u in us]
+    layers = [u for us in per_model for u in us[:-1]]
     for unit in all_units:
         unit.unshard()
     for layer in layers:  # the body (FSDP's root) already stays whole after its forward

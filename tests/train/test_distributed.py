@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cahl.testing import metric_lines, tiny_model, train_args
+from cahl.testing import adapter_tensors, metric_lines, tiny_model, train_args
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -63,8 +63,6 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
     configs/accelerate/fsdp_cpu.yaml: the same metrics and adapters as the replicated (DDP) run,
     a run resumed from its second-to-last checkpoint ends with the same adapters, and that
     checkpoint also resumes in one unsharded process."""
-    from safetensors.torch import load_file
-
     model = tiny_model(tmp_path / "tiny")
     runs = {mode: tmp_path / mode for mode in ("ddp", "fsdp")}
     for mode, run in runs.items():
@@ -81,12 +79,9 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
             else:
                 assert a[key] == b[key], key
 
-    def adapters(folder: Path) -> dict:
-        return {p.relative_to(folder).as_posix(): load_file(p) for p in sorted(folder.rglob("*.safetensors"))}
-
-    final = adapters(runs["fsdp"] / "final")
-    assert final.keys() == adapters(runs["ddp"] / "final").keys() and len(final) == 2
-    for name, tensors in adapters(runs["ddp"] / "final").items():
+    final = adapter_tensors(runs["fsdp"] / "final")
+    assert final.keys() == adapter_tensors(runs["ddp"] / "final").keys() and len(final) == 2
+    for name, tensors in adapter_tensors(runs["ddp"] / "final").items():
         for key, value in tensors.items():
             torch.testing.assert_close(final[name][key], value, rtol=1e-3, atol=1e-5)
 
@@ -97,7 +92,7 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
     config = ROOT / "configs" / "accelerate" / "fsdp_cpu.yaml"
     out = _launch_two(["--config_file", str(config)], ["-m", *train_args(model, resumed, steps=2)[2:], "--resume"])
     assert "resumed from" in out and "step_000003" in out
-    again = adapters(resumed / "final")
+    again = adapter_tensors(resumed / "final")
     for name, tensors in final.items():
         for key, value in tensors.items():
             assert torch.equal(again[name][key], value), (name, key)
@@ -107,4 +102,4 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
     shutil.rmtree(resumed / "final")
     done = subprocess.run(train_args(model, resumed, steps=2) + ["--resume"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0 and "resumed from" in done.stdout, done.stderr[-3000:]
-    assert adapters(resumed / "final").keys() == final.keys()
+    assert adapter_tensors(resumed / "final").keys() == final.keys()
