@@ -1,11 +1,12 @@
 """Config loading: YAML + overrides, strict keys and types, errors that name the key."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from cahl.agents.rollout import RolloutConfig
-from cahl.config import RunConfig, from_dict, load_config, parse_override
+from cahl.config import RunConfig, config_docs, from_dict, load_config, parse_override
 from cahl.types import CahlInputError
 
 
@@ -142,3 +143,16 @@ def test_malformed_override_value_is_named(override, key):
     with pytest.raises(CahlInputError) as e:
         load_config(None, [override])
     assert repr(override) in str(e.value) and repr(key) in str(e.value) and "YAML" in str(e.value)
+
+
+def test_docs_config_md_is_the_generated_one():
+    # docs/config.md says it is generated from the dataclass comments; a hand edit there (or a field
+    # added without regenerating) makes the two disagree
+    docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert docs.read_text() == config_docs() + "\n", "regenerate: python3 -m cahl.config > docs/config.md"
+
+
+def test_field_comment_continuation_lines_join_the_field():
+    text = config_docs()
+    assert "shows learning rather than the spread between tasks |" in text  # train.task_pool's second line
+    assert "| `train.policy_epochs` | int | `1` |" in text

@@ -54,7 +54,8 @@ from cahl.types import CahlInputError, Episode, RewardResult, Task, ToolCall, Tr
 
 @dataclass
 class RewardConfig:
-    w_fmt: float = 0.5  # weight of the format score (mean over turns, in [0, 1]) in every role's reward
+    w_fmt: float = 0.5  # weight of the format score (mean over turns, in [0, 1]) in every role's reward (not for
+    #   a plan that issues no sub-task on a task that needs one)
     w_call: float = 1.0  # executor and flat: weight of correctness (toolrl: [-1, 1]; exact and answer: {0, 1})
     w_out: float = 1.0  # planner: weight of the episode's outcome (the benchmark's verdict, 0 or 1)
     w_align: float = 0.5  # planner: weight of mean capability c(j) of its sub-tasks; 0 = the no-alignment ablation

@@ -4,7 +4,7 @@ Each GRPO step reads top to bottom:
     1. rollout      episodes for this step's tasks (hierarchical, flat, or executor-only)
     2. rewards      every trajectory gets a RewardResult (components logged)
     3. advantages   group-normalised per role; zero-variance groups filtered and counted
-    4. update       one optimizer step per trained role, on the tokens that role sampled
+    4. update       train.policy_epochs optimizer steps per trained role, on the tokens that role sampled
     5. log          metrics.jsonl + TensorBoard
     6. checkpoint   atomic; `--resume` continues from the newest verified one exactly
 
@@ -170,12 +170,15 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
             continue
         for i in keep:
             trajs[i].advantage = float(adv[i])
-        m = grpo_step(ctx.policies, role, with_lr(ctx.optimizers[role], ctx.lr[role]), [trajs[i] for i in keep], [float(adv[i]) for i in keep],
-                      eps_low=cfg.train.eps_low, eps_high=cfg.train.eps_high, kl_beta=cfg.train.kl_beta,
-                      max_tokens=cfg.train.max_tokens, grad_clip=cfg.train.grad_clip, pad_id=ctx.pad_id,
-                      temperature=max(cfg.rollout.temperature, 1e-6))
-        metrics.update({f"train/{role}/{k}": v for k, v in m.items()})
-        ctx.counters[f"optimizer_steps/{role}"] += 1
+        epochs = []
+        for _ in range(cfg.train.policy_epochs):  # old log-probs stay the rollout's: later epochs are clipped
+            epochs.append(grpo_step(ctx.policies, role, with_lr(ctx.optimizers[role], ctx.lr[role]),
+                                    [trajs[i] for i in keep], [float(adv[i]) for i in keep],
+                                    eps_low=cfg.train.eps_low, eps_high=cfg.train.eps_high, kl_beta=cfg.train.kl_beta,
+                                    max_tokens=cfg.train.max_tokens, grad_clip=cfg.train.grad_clip, pad_id=ctx.pad_id,
+                                    temperature=max(cfg.rollout.temperature, 1e-6)))
+            ctx.counters[f"optimizer_steps/{role}"] += 1
+        metrics.update({f"train/{role}/{k}": v for k, v in epoch_means(epochs).items()})
     t3 = time.perf_counter()
 
     ctx.counters["episodes"] += len(episodes)
@@ -187,6 +190,12 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
     metrics.update({"time/rollout": t1 - t0, "time/reward": t2 - t1, "time/update": t3 - t2})
     ctx.last_episodes = episodes
     return metrics
+
+
+def epoch_means(epochs: list[dict]) -> dict:
+    """One step's update metrics over its policy epochs: the mean of each, the max of ratio_max."""
+    return {k: max(e[k] for e in epochs) if k == "ratio_max" else sum(e[k] for e in epochs) / len(epochs)
+            for k in epochs[0]}
 
 
 def score(episodes, reward_cfg, agent: str) -> dict:
