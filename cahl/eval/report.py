@@ -42,6 +42,24 @@ def _plot(rows: list[dict], title: str, select, path: Path) -> bool:
     return True
 
 
+def reward_trend(rows: list[dict]) -> list[dict]:
+    """Per role, over the GRPO steps that logged its reward: the mean of the first and of the second
+    half of those steps (the middle one left out when odd) and the least-squares slope per step.
+    A noisy curve reads more reliably from these than from its first and last point."""
+    out = []
+    for key in sorted({k for r in rows for k in r if k.startswith("reward/") and k.count("/") == 1}):
+        pts = [(r["step"], r[key]) for r in rows if r.get("phase") == "grpo" and isinstance(r.get(key), (int, float))]
+        if len(pts) < 2:
+            continue
+        steps, values = zip(*pts)
+        half = len(values) // 2
+        mean_x, mean_y = sum(steps) / len(steps), sum(values) / len(values)
+        slope = (sum((x - mean_x) * (y - mean_y) for x, y in pts) / sum((x - mean_x) ** 2 for x in steps))
+        out.append({"role": key.split("/")[1], "steps": len(values), "first_half": sum(values[:half]) / half,
+                    "second_half": sum(values[-half:]) / half, "slope": slope})
+    return out
+
+
 def write_report(run_dir: str | Path) -> Path:
     from cahl.eval.harness import markdown_table
 
@@ -51,6 +69,12 @@ def write_report(run_dir: str | Path) -> Path:
     plots_dir.mkdir(exist_ok=True)
     made = [(name, title) for name, (title, sel) in PLOTS.items() if _plot(rows, title, sel, plots_dir / name)]
     md = [f"# cahl run report: {run_dir}", ""]
+    trend = reward_trend(rows)
+    if trend:
+        md += ["## Reward trend (GRPO steps)", "", "| role | steps | first-half mean | second-half mean | slope per step |",
+               "|---|---|---|---|---|"]
+        md += [f"| {t['role']} | {t['steps']} | {t['first_half']:.3f} | {t['second_half']:.3f} | {t['slope']:+.4f} |"
+               for t in trend] + [""]
     if rows:
         last = rows[-1]
         md += [f"{len(rows)} steps logged. Last step:", "", "| metric | value |", "|---|---|"]
