@@ -20,7 +20,7 @@ float32; TRL keeps float32, so the ratio then compares different precisions); th
 divides by the fp32 peak, as the target is defined, and a last line divides by the bf16 matmul
 peak measured the same way (on this CPU's avx512_bf16 about 2.2x the fp32 one).
 
-Run: python3 benchmarks/grpo_step_vs_trl.py [--no-trl] [--dtype bfloat16]   (TRL needs `pip install -e .[bench]`, i.e. trl==1.16.0)
+Run: python3 benchmarks/grpo_step_vs_trl.py [--no-trl] [--dtype bfloat16] [--profile]   (TRL needs `pip install -e .[bench]`, i.e. trl==1.16.0)
 """
 
 from __future__ import annotations
@@ -48,6 +48,34 @@ def matmul_flops(n: int = 2048, reps: int = 10, dtype: torch.dtype = torch.float
     for _ in range(reps):
         a @ b
     return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def update_breakdown(ctx, step: int) -> dict[str, float]:
+    """Seconds of one more step's update by kind of op (profiled, so slower than the timed step):
+    matmuls (aten::mm/addmm/bmm), attention (the SDPA kernels, forward and backward), the rest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    import cahl.train.loop as loop
+
+    update, events = loop.grpo_step, []
+
+    def profiled(*args, **kwargs):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = update(*args, **kwargs)
+        events.extend(prof.key_averages())
+        return out
+
+    loop.grpo_step = profiled
+    try:
+        loop.run_grpo_step(ctx, step, ("flat",), "flat")
+    finally:
+        loop.grpo_step = update
+    kinds = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    for e in events:
+        kind = ("matmul" if e.key in ("aten::mm", "aten::addmm", "aten::bmm")
+                else "attention" if "scaled_dot_product" in e.key else "other")
+        kinds[kind] += e.self_cpu_time_total / 1e6
+    return kinds
 
 
 def cahl_step(dtype: str):
@@ -130,6 +158,8 @@ def main() -> None:
     ap.add_argument("--no-trl", action="store_true", help="cahl's step and MFU only (no ratio)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="cahl's base-model dtype (adapters stay float32); TRL always runs float32")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile one more step's update and print its seconds by kind of op")
     args = ap.parse_args()
     torch.set_num_threads(2)
     peak = matmul_flops()
@@ -146,6 +176,11 @@ def main() -> None:
     print(f"cahl: {ours:.1f} s/step (rollout {m['time/rollout']:.1f} s, update {update_s:.1f} s), "
           f"{completion_tokens} completion tokens; update: {logical} tokens of prompt+completion per sample, "
           f"{computed} computed (each group's prompt once)")
+    if args.profile:
+        kinds = update_breakdown(ctx, 2)
+        total = sum(kinds.values())
+        print("update by kind of op (profiled step 2, self CPU seconds): " +
+              ", ".join(f"{k} {v:.1f} s ({v / total:.0%})" for k, v in kinds.items()))
     theirs = None if args.no_trl else trl_step(ctx)
     if theirs is not None:
         print(f"trl:  {theirs:.1f} s/step")
