@@ -68,11 +68,26 @@ class SFTConfig:
     batch_size: int = 8  # examples per SFT step
     lr: float = 2e-4  # SFT learning rate (AdamW)
     max_len: int = 1024  # examples longer than this many tokens are left out of the SFT pool
+    role_steps: dict[str, int] = field(default_factory=dict)  # steps of a role where they differ from sft.steps,
+    #   e.g. {planner: 14, executor: 6}: a role whose loss is still falling gets more; the SFT phase lasts as many
+    #   global steps as its longest role, and a role past its own count sits those steps out
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "sft.steps", "an integer >= 0", self.steps)
+        for role, n in self.role_steps.items():
+            _require(role in ("planner", "executor", "flat"), f"sft.role_steps.{role}", "a role: planner, executor or flat",
+                     role)
+            _require(isinstance(n, int) and not isinstance(n, bool) and n >= 0, f"sft.role_steps.{role}",
+                     "an integer >= 0", n)
         _require(self.batch_size >= 1, "sft.batch_size", "an integer >= 1", self.batch_size)
         _require(self.max_len >= 1, "sft.max_len", "an integer >= 1", self.max_len)
+
+    def steps_of(self, role: str) -> int:
+        return self.role_steps.get(role, self.steps)
+
+    def phase_steps(self, roles) -> int:
+        """Global steps of the SFT phase for these roles: the longest role's count."""
+        return max((self.steps_of(r) for r in roles), default=0)
 
 
 @dataclass

@@ -69,7 +69,7 @@ def run_arm(cfg, arm: str, seed: int, out: Path) -> dict:
     from cahl.agents.chat import ChatFormat
     from cahl.agents.policy import PolicySet
     from cahl.eval.harness import evaluate
-    from cahl.train.loop import train
+    from cahl.train.loop import SCHEDULE_ROLES, train
     from cahl.train.metrics import read_metrics
 
     done = out / "done.json"
@@ -93,7 +93,7 @@ def run_arm(cfg, arm: str, seed: int, out: Path) -> dict:
     last = metrics[-1] if metrics else {}
     record = {"arm": arm, "seed": seed, "benchmarks": _pooled(result),
               "budget": {k: v for k, v in last.items() if k.startswith("optimizer_steps/") or k in ("episodes", "trajectories")},
-              "sft_steps": acfg.sft.steps, "grpo_steps": acfg.train.steps,
+              "sft_steps": acfg.sft.phase_steps(SCHEDULE_ROLES[acfg.train.schedule]), "grpo_steps": acfg.train.steps,
               "seconds": round(time.perf_counter() - t0, 1)}  # this arm's training + evaluation in this process
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
@@ -193,8 +193,9 @@ def seed_from_sft(cfg, arm_dir: Path, sft_dir: Path) -> bool:
     """
     from cahl.train.checkpoint import verify
 
-    src = sft_dir / "checkpoints" / f"step_{cfg.sft.steps:06d}"
-    if cfg.sft.steps == 0 or (arm_dir / "checkpoints").exists() or not verify(src):
+    steps = cfg.sft.phase_steps(("planner", "executor"))  # the arms that share it are hierarchical
+    src = sft_dir / "checkpoints" / f"step_{steps:06d}"
+    if steps == 0 or (arm_dir / "checkpoints").exists() or not verify(src):
         return False
     (arm_dir / "checkpoints").mkdir(parents=True)
     shutil.copytree(src, arm_dir / "checkpoints" / src.name)
@@ -214,7 +215,7 @@ def run_experiment(cfg) -> str:
                 continue  # greedy, untrained: the same numbers for every seed
             run_dir = out / arm / f"seed_{seed}"
             if arm in SHARES_SFT and "sft" in exp.arms and seed_from_sft(cfg, run_dir, out / "sft" / f"seed_{seed}"):
-                print(f"== {arm}, seed {seed}: starting from the sft arm's checkpoint after {cfg.sft.steps} SFT steps")
+                print(f"== {arm}, seed {seed}: starting from the sft arm's checkpoint after its SFT steps")
             print(f"== experiment arm {arm}, seed {seed} ({(time.perf_counter() - t0) / 60:.1f} min so far)")
             records.append(run_arm(cfg, arm, seed, run_dir))
             print(f"   {records[-1]['benchmarks']} budget {records[-1]['budget']}")

@@ -106,7 +106,7 @@ def subtask_tasks(tasks: list[Task]) -> list[Task]:
 def step_plan(cfg) -> list[tuple[str, tuple[str, ...], str]]:
     """[(phase, roles trained, rollout agent)] for every global step; SFT steps first."""
     roles = SCHEDULE_ROLES[cfg.train.schedule]
-    plan = [("sft", roles, "")] * cfg.sft.steps
+    plan = [("sft", tuple(r for r in roles if cfg.sft.steps_of(r) > i), "") for i in range(cfg.sft.phase_steps(roles))]
     n = cfg.train.steps
     if cfg.train.schedule == "joint":
         plan += [("grpo", roles, "hierarchical")] * n
@@ -333,7 +333,8 @@ def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
     every = training_tasks(cfg)
     ctx.tasks = every[:cfg.train.task_pool or len(every)]  # GRPO's pool
     ctx.subtask_pool = subtask_tasks(ctx.tasks)
-    ctx.sft_pool = sft_pools(ctx.chat, every, roles, cfg.sft.max_len) if cfg.sft.steps else {}
+    sft_roles = [r for r in roles if cfg.sft.steps_of(r)]
+    ctx.sft_pool = sft_pools(ctx.chat, every, sft_roles, cfg.sft.max_len) if sft_roles else {}
     ctx.lr = {"planner": cfg.train.lr_planner, "executor": cfg.train.lr_executor, "flat": cfg.train.lr_executor}
     ctx.optimizers = adapter_optimizers(ctx.policies, roles, ctx.lr)
     ctx.sft_optimizers = adapter_optimizers(ctx.policies, roles, {r: cfg.sft.lr for r in roles})
