@@ -168,14 +168,14 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
         metrics[f"train/{role}/trajectories"] = len(keep)
         if dist().sum(len(keep)) == 0:  # no process has a group with signal: no update for this role
             continue
-        for i in keep:
-            trajs[i].advantage = float(adv[i])
+        batch, batch_adv = [trajs[i] for i in keep], [float(adv[i]) for i in keep]
+        for tr, a in zip(batch, batch_adv):
+            tr.advantage = a
+        optimizer = with_lr(ctx.optimizers[role], ctx.lr[role])
         epochs = []
         for _ in range(cfg.train.policy_epochs):  # old log-probs stay the rollout's: later epochs are clipped
-            epochs.append(grpo_step(ctx.policies, role, with_lr(ctx.optimizers[role], ctx.lr[role]),
-                                    [trajs[i] for i in keep], [float(adv[i]) for i in keep],
-                                    eps_low=cfg.train.eps_low, eps_high=cfg.train.eps_high, kl_beta=cfg.train.kl_beta,
-                                    max_tokens=cfg.train.max_tokens, grad_clip=cfg.train.grad_clip, pad_id=ctx.pad_id,
+            epochs.append(grpo_step(ctx.policies, role, optimizer, batch, batch_adv, eps_low=cfg.train.eps_low,
+                                    eps_high=cfg.train.eps_high, kl_beta=cfg.train.kl_beta, max_tokens=cfg.train.max_tokens, grad_clip=cfg.train.grad_clip, pad_id=ctx.pad_id,
                                     temperature=max(cfg.rollout.temperature, 1e-6)))
             ctx.counters[f"optimizer_steps/{role}"] += 1
         metrics.update({f"train/{role}/{k}": v for k, v in epoch_means(epochs).items()})
