@@ -13,12 +13,14 @@
    tiny training run (SFT + joint GRPO) sharded gives the metrics and adapters of the same run
    unsharded in float32, and completes in bfloat16. More than one GPU is needed to shard across
    processes; 2 CPU processes do that in tests/train/test_distributed.py.
+7. model.sample_dtype=bfloat16 on CUDA: a joint GRPO step that samples with the base in bf16 and
+   updates in float32 (first-epoch ratio 1, the sampler's log-prob gap), timed against fp32 sampling.
 
 The model is random, with the architecture of `--config` (a config.json, default: SmolLM2-135M's
 from the embedded model) and the tokenizer in `--tokenizer` (a folder), so nothing is downloaded.
 Random weights rarely write a stop tag: turns run to max_new_tokens, a fixed decode workload.
 
-Run: python3 benchmarks/cuda_check.py --tokenizer DIR [--config config.json] [--layers N] [--only fsdp]
+Run: python3 benchmarks/cuda_check.py --tokenizer DIR [--config config.json] [--layers N] [--only fsdp|sample_dtype]
 """
 
 from __future__ import annotations
@@ -143,6 +145,29 @@ def grpo_step(path: str, dtype: str) -> None:
         print("  " + json.dumps({k: round(v, 3) for k, v in m.items() if k.startswith("time/")}))
 
 
+def sample_dtype_step(path: str) -> None:
+    """model.sample_dtype=bfloat16 on CUDA: the frozen base swaps to bf16 for the rollout and back for
+    the update (float32); the first epoch's ratio is 1 (old log-probs from the update's forward) and
+    the sampler's log-prob gap is logged. Timed against float32 sampling of the same step."""
+    from cahl.config import load_config
+    from cahl.train.loop import build_context, run_grpo_step
+
+    for sample in ("", "bfloat16"):
+        cfg = load_config(None, [f"model.name={path}", "model.device=cuda", f"model.sample_dtype={sample}",
+                                 "model.max_batch=64", "train.schedule=joint", "train.data=[synth]", "train.n_synth=32",
+                                 "train.tasks_per_step=8", "rollout.plans_per_task=4", "rollout.attempts_per_subtask=4",
+                                 "rollout.max_new_tokens=64", "rollout.max_planner_turns=2", "rollout.max_executor_rounds=2",
+                                 "train.tensorboard=false", "train.filter_zero_variance=false",
+                                 "reward.custom=cahl.testing:parity_reward", f"out={tempfile.mkdtemp(prefix='cahl-cuda-')}"])
+        ctx = build_context(cfg)
+        run_grpo_step(ctx, 0, ("planner", "executor"), "hierarchical")  # warm-up
+        m = run_grpo_step(ctx, 1, ("planner", "executor"), "hierarchical")
+        dtypes = {str(p.dtype) for p in ctx.policies.model.parameters()}
+        print(f"GRPO step on cuda, sampling in {sample or 'float32'}: rollout {m['time/rollout']:.1f} s, update "
+              f"{m['time/update']:.1f} s, planner ratio_max {m.get('train/planner/ratio_max', float('nan')):.6f}, "
+              f"sampler_gap {m.get('train/planner/sampler_gap', 0.0):.4f}; parameter dtypes after: {sorted(dtypes)}")
+
+
 def packed_update(path: str, dtype: str) -> None:
     """Gradients of one GRPO update, a group packed (prompt once) vs every member padded separately."""
     from cahl.agents.policy import PolicySet
@@ -218,7 +243,7 @@ def main() -> None:
     ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--config", help="config.json of the architecture (default: the tokenizer folder's)")
     ap.add_argument("--layers", type=int, help="override num_hidden_layers")
-    ap.add_argument("--only", choices=["fsdp"], help="run only this check")
+    ap.add_argument("--only", choices=["fsdp", "sample_dtype"], help="run only this check")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a GPU"
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
@@ -227,6 +252,9 @@ def main() -> None:
     if args.only == "fsdp":
         for dtype in ("float32", "bfloat16"):
             fsdp_equals_unsharded(path, dtype)
+        return
+    if args.only == "sample_dtype":
+        sample_dtype_step(path)
         return
     check_decoder(path)
     check_routing(path)
@@ -237,6 +265,7 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         decode_speed(path, dtype)
         grpo_step(path, dtype)
+    sample_dtype_step(path)
 
 
 if __name__ == "__main__":

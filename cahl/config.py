@@ -31,6 +31,12 @@ def _require(ok: bool, key: str, expected: str, got) -> None:
 class ModelConfig:
     name: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct from PyPI), an HF model id, or a local path
     dtype: str = "float32"  # float32 | bfloat16 | float16
+    sample_dtype: str = ""  # the frozen base's precision while sampling (rollouts, evaluation): "" = dtype, or
+    #   float32 | bfloat16 | float16 | auto (bfloat16 on a CPU that multiplies it natively: x86 AVX512-BF16 or AMX;
+    #   else dtype, GPUs included). Adapters and updates stay in dtype. When it differs from dtype,
+    #   GRPO's old log-probs come from the update's own first forward, not from the sampler
+    #   (train/{role}/sampler_gap says how far apart they were). On 2 CPU cores with AVX512-BF16, bfloat16
+    #   decodes ~1.5x faster than float32 (small decode batches are slow in float32 GEMM)
     device: str = "cpu"  # cpu | cuda | cuda:N
     policies: str = "adapters"  # adapters (two LoRA on one base) | shared (one adapter) | separate_models
     lora_r: int = 16  # LoRA rank of each role's adapter
@@ -45,6 +51,8 @@ class ModelConfig:
                  "adapters, shared or separate_models", self.policies)
         _require(self.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32, bfloat16 or float16",
                  self.dtype)
+        _require(self.sample_dtype in ("", "auto", "float32", "bfloat16", "float16"), "model.sample_dtype",
+                 "'', auto, float32, bfloat16 or float16", self.sample_dtype)
 
 
 @dataclass
@@ -110,7 +118,8 @@ class TrainConfig:
     eps_high: float = 0.28  # clip range above 1 (DAPO clip-higher)
     kl_beta: float = 0.0  # weight of the k3 KL to the frozen base (0 = no reference pass)
     policy_epochs: int = 1  # optimizer steps per role on each step's rollouts (GRPO's mu, TRL's num_iterations).
-    #   After the first the batch is off-policy: old log-probs stay the rollout's, so the clip acts
+    #   After the first the batch is off-policy: old log-probs stay the rollout's (with model.sample_dtype, the
+    #   first epoch's), so the clip acts
     scale_by_std: bool = True  # GRPO advantage divides by the group std (False: Dr. GRPO)
     filter_zero_variance: bool = True  # leave groups whose rewards are all equal out of the update (no signal)
     max_tokens: int = 4096  # SFT micro-batch budget in tokens, rows x longest row (each micro-batch is then packed

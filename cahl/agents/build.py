@@ -12,6 +12,27 @@ from cahl.agents.rollout import SharedBackend
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (x86 AVX512-BF16 or AMX; other CPUs are
+    assumed not to: their bf16 matmuls are emulated and slower than float32)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def sample_dtype(model_cfg) -> torch.dtype:
+    """The dtype rollouts and evaluation decode in: `model.sample_dtype`, with "" and "auto" resolved.
+
+    auto = bfloat16 on a CPU with native bf16, where float32 decoding is slow at small batches;
+    elsewhere model.dtype. On a GPU the 135M model's decode is launch-bound, and bf16 sampling
+    with float32 adapters (their casts are extra kernels) measured slower: 14.7 s vs 6.4 s for a
+    GRPO step's rollout on an H100 (benchmarks/cuda_check.py --only sample_dtype)."""
+    name = model_cfg.sample_dtype or model_cfg.dtype
+    if name == "auto":
+        cpu = not str(model_cfg.device).startswith("cuda")
+        name = "bfloat16" if cpu and native_bf16_cpu() else model_cfg.dtype
+    return DTYPES[name]
+
+
 def build_policies(model_cfg, adapters: str | None = None):
     """(policies, chat) for evaluation: the raw model, or trained adapters from a checkpoint."""
     if model_cfg.threads:
@@ -21,5 +42,5 @@ def build_policies(model_cfg, adapters: str | None = None):
 
         policies = PolicySet.from_checkpoint(model_cfg, adapters)
         return policies, ChatFormat(policies.tokenizer)
-    model, tokenizer = load_model(model_cfg.name, DTYPES[model_cfg.dtype], model_cfg.device)
+    model, tokenizer = load_model(model_cfg.name, sample_dtype(model_cfg), model_cfg.device)  # it only samples
     return SharedBackend(HFBackend(model, tokenizer, max_batch=model_cfg.max_batch)), ChatFormat(tokenizer)

@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from cahl.agents.build import DTYPES
+from cahl.agents.build import DTYPES, sample_dtype
 from cahl.agents.generation import HFBackend, Sample, Sampler, SamplingParams
 from cahl.agents.lora_fast import install_fused_lora
 from cahl.agents.model import load_model
@@ -136,7 +136,7 @@ class PolicySet:
     """The policies of one run: role -> adapter -> PeftModel, plus the shared tokenizer."""
 
     def __init__(self, models: dict[str, object], tokenizer, mode: str, roles: tuple[str, ...],
-                 base_name: str, max_batch: int = 32):
+                 base_name: str, max_batch: int = 32, sample_dtype: torch.dtype | None = None):
         self.mode, self.roles, self.tokenizer, self.base_name = mode, tuple(roles), tokenizer, base_name
         self.adapter_of = role_adapters(mode, self.roles)
         self._models = models  # adapter name -> the PeftModel holding it (one object unless separate_models)
@@ -148,6 +148,11 @@ class PolicySet:
         self._backends = {r: RoleBackend(self, r, self._hf[id(self.model_of(r))]) for r in self.roles}
         for model in self.models():
             install_fused_lora(model)
+        # the frozen base's dtype while sampling, when it is not the training dtype (see `sampling`)
+        trained = next(p.dtype for p in self.models()[0].parameters() if not p.requires_grad)
+        self.sample_dtype = None if sample_dtype in (None, trained) else sample_dtype
+        self._low: list[tuple[torch.nn.Parameter, torch.Tensor]] | None = None  # (frozen weight, its copy)
+        self._sampling = False
 
     # --- construction -------------------------------------------------------------------------
 
@@ -189,7 +194,7 @@ class PolicySet:
                 base, tokenizer = load_model(model_cfg.name, _dtype(model_cfg.dtype), model_cfg.device)
                 model = wrap(base, adapter)
             models[adapter] = model
-        return cls(models, tokenizer, mode, roles, model_cfg.name, model_cfg.max_batch)
+        return cls(models, tokenizer, mode, roles, model_cfg.name, model_cfg.max_batch, sample_dtype(model_cfg))
 
     # --- use ----------------------------------------------------------------------------------
 
@@ -240,6 +245,36 @@ class PolicySet:
         model = self.activate(role)
         with self._hold(model, self.adapter_of[role]):
             yield model
+
+    @contextmanager
+    def sampling(self) -> Iterator[None]:
+        """Decode inside this block (the rollout enters it): with a `sample_dtype`, every frozen base
+        weight is swapped for its copy in that dtype (made once, then a pointer swap each way) and
+        swapped back on exit; the adapters stay in the training dtype, and their LoRA term is
+        computed in it, as PEFT does on a lower-precision base. Cached prefix KV is dropped on both
+        sides: it belongs to the other precision. Without a sample_dtype, or nested, it does nothing."""
+        if self.sample_dtype is None or self._sampling:
+            yield
+            return
+        if self._low is None:
+            frozen = {id(p): p for m in self.models() for p in m.parameters() if not p.requires_grad}
+            self._low = [(p, p.data.to(self.sample_dtype)) for p in frozen.values()]
+        full = [p.data for p, _ in self._low]
+        self._clear_caches()
+        self._sampling = True
+        try:
+            for p, low in self._low:
+                p.data = low
+            yield
+        finally:
+            for (p, _), data in zip(self._low, full):
+                p.data = data
+            self._sampling = False
+            self._clear_caches()
+
+    def _clear_caches(self) -> None:
+        for hf in self._hf.values():
+            hf.clear_cache()
 
     @contextmanager
     def reference(self) -> Iterator[object]:

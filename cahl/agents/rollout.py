@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -79,6 +80,7 @@ class Policies(Protocol):
 
     # optional: `sampler(roles, seed)` -> a continuous sampler (generation.Sampler); without it the
     # rollout runs lock-step turns through backend(role).generate
+    # optional: `sampling()` -> a context the whole run decodes inside (PolicySet: sampling precision)
 
 
 class LockstepSampler:
@@ -304,6 +306,13 @@ class Rollout:
     # -- the loop -------------------------------------------------------------------------------
     def run(self, tasks: list[Task], make_env: Callable[[Task], Env],
             on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+        """One episode per (task, plan), in task-major order. Policies that offer `sampling()` (a
+        PolicySet) decode inside it: in their sampling precision."""
+        sampling = getattr(self.policies, "sampling", None)
+        with sampling() if callable(sampling) else nullcontext():
+            return self._run(tasks, make_env, on_episode)
+
+    def _run(self, tasks, make_env, on_episode) -> list[Episode]:
         roots: list[tuple[Task, _Actor]] = []
         self._executors = {}
         for task in tasks:

@@ -173,10 +173,12 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
             tr.advantage = a
         optimizer = with_lr(ctx.optimizers[role], ctx.lr[role])
         epochs = []
-        for _ in range(cfg.train.policy_epochs):  # old log-probs stay the rollout's: later epochs are clipped
+        for epoch in range(cfg.train.policy_epochs):  # old log-probs stay the first epoch's: later ones are clipped
             epochs.append(grpo_step(ctx.policies, role, optimizer, batch, batch_adv, eps_low=cfg.train.eps_low,
                                     eps_high=cfg.train.eps_high, kl_beta=cfg.train.kl_beta, max_tokens=cfg.train.max_tokens, grad_clip=cfg.train.grad_clip, pad_id=ctx.pad_id,
-                                    temperature=max(cfg.rollout.temperature, 1e-6)))
+                                    temperature=max(cfg.rollout.temperature, 1e-6),
+                                    # sampled in model.sample_dtype: the first epoch's forward gives the old log-probs
+                                    refresh_old=epoch == 0 and ctx.policies.sample_dtype is not None))
             ctx.counters[f"optimizer_steps/{role}"] += 1
         metrics.update({f"train/{role}/{k}": v for k, v in epoch_means(epochs).items()})
     t3 = time.perf_counter()
@@ -193,9 +195,11 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
 
 
 def epoch_means(epochs: list[dict]) -> dict:
-    """One step's update metrics over its policy epochs: the mean of each, the max of ratio_max."""
-    return {k: max(e[k] for e in epochs) if k == "ratio_max" else sum(e[k] for e in epochs) / len(epochs)
-            for k in epochs[0]}
+    """One step's update metrics over its policy epochs: the mean of each over the epochs that
+    report it (sampler_gap: the first alone), the max of ratio_max."""
+    keys = dict.fromkeys(k for e in epochs for k in e)
+    values = {k: [e[k] for e in epochs if k in e] for k in keys}
+    return {k: max(v) if k == "ratio_max" else sum(v) / len(v) for k, v in values.items()}
 
 
 def score(episodes, reward_cfg, agent: str) -> dict:

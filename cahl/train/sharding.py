@@ -35,7 +35,13 @@ from cahl.types import CahlInputError
 
 
 def requested() -> bool:
-    """Whether the launch asked for FSDP (accelerate config `distributed_type: FSDP`)."""
+    """Whether the launch asked for FSDP (accelerate config `distributed_type: FSDP`). A DeepSpeed
+    launch is refused: its engine owns the optimizer and the backward, and cahl steps one optimizer
+    per role on gradients it reduces itself, so it would run unsharded while the config says ZeRO."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise CahlInputError("accelerate config key distributed_type: DEEPSPEED is not supported; for sharded "
+                             "weights, gradients and Adam moments use FSDP2 (configs/accelerate/fsdp_gpu.yaml), "
+                             "for replicas DDP (configs/accelerate/ddp_gpu.yaml)")
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
         return False
     version = os.environ.get("FSDP_VERSION", "1")
@@ -65,6 +71,9 @@ def shard(policies, world: int) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    if policies.sample_dtype is not None:  # sampling() swaps whole tensors; sharded ones are DTensors
+        raise CahlInputError(f"config key 'model.sample_dtype': sampling in {policies.sample_dtype} while training "
+                             f"sharded (FSDP) is not supported; leave it empty or set it to model.dtype")
     device = policies.device.type
     if not torch.distributed.is_initialized():  # one process launched without a process group
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo", store=torch.distributed.HashStore(),

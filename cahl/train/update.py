@@ -64,27 +64,41 @@ def _units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
     return list(groups.values())
 
 
-def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool):
-    """(logp, old logp, trained mask) [rows, T] for the trajectories idx."""
+def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool, refresh_old: bool = False):
+    """(logp, old logp, trained mask, summed |sampler - update| log-prob gap) [rows, T] for the
+    trajectories idx. refresh_old: the sampler ran in another precision, so its log-probs are not
+    this policy's: this forward's own (detached) become the old log-probs, in the trajectories too,
+    for later policy epochs; the gap is summed over trained tokens (0 without refresh)."""
     logp, mask, start = sequence_logprobs(model, [trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx], pad_id,
                                           temperature, packed=share_prefix)
     old = torch.zeros_like(logp)
     for r, i in enumerate(idx):
         lp = trajs[i].logprobs[start:]
         old[r, :len(lp)] = torch.tensor(lp, dtype=old.dtype)
-    return logp, old, mask
+    if not refresh_old:
+        return logp, old, mask, 0.0
+    fresh = logp.detach().masked_fill(~mask, 0.0)
+    gap = float((fresh - old)[mask].abs().sum())
+    for r, i in enumerate(idx):
+        n = len(trajs[i].logprobs) - start
+        trajs[i].logprobs[start:] = fresh[r, :n].tolist()
+    return logp, fresh, mask, gap
 
 
 def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *, eps_low: float,
               eps_high: float, kl_beta: float, max_tokens: int, grad_clip: float, pad_id: int,
-              temperature: float = 1.0, apply: bool = True, share_prefix: bool = True) -> dict:
+              temperature: float = 1.0, apply: bool = True, share_prefix: bool = True, refresh_old: bool = False) -> dict:
     """Clipped policy-gradient step on the tokens this role sampled (loss_mask), old log-probs from rollout.
 
     share_prefix: the members of a GRPO group start from the same prompt; it is computed once per
     group (exact; see batching.shared_prefix_logprobs) instead of once per member.
+    refresh_old: the rollout sampled in another precision (model.sample_dtype): the old log-probs
+    are this step's own forward's instead (so the first policy epoch's ratio is exactly 1), and
+    `sampler_gap` is the mean |sampler - update| log-prob over trained tokens.
     """
     total = dist().sum(sum(sum(t.loss_mask) for t in trajs))  # trained tokens of the global batch
     sums = {"loss": 0.0, "kl": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "ratio_max": 0.0}
+    gap = 0.0
     optimizer.zero_grad(set_to_none=True)
     with policies.use_role(role) as model:
         model.train()
@@ -92,13 +106,14 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
             if idx is None:
                 _empty_pass(policies, model, pad_id, reference=kl_beta > 0)
                 continue
-            logp, old, mask = _forward(model, trajs, idx, pad_id, temperature, share_prefix)
+            logp, old, mask, g = _forward(model, trajs, idx, pad_id, temperature, share_prefix, refresh_old)
+            gap += g
             adv = torch.tensor([advantages[i] for i in idx], dtype=torch.float32, device=logp.device)
             loss, m = clipped_policy_loss(logp, old, adv, mask, eps_low=eps_low, eps_high=eps_high,
                                           agg="token_mean", global_count=total)
             if kl_beta > 0:
                 with policies.reference() as ref_model, torch.no_grad():
-                    ref, _, _ = _forward(ref_model, trajs, idx, pad_id, temperature, share_prefix)
+                    ref, _, _, _ = _forward(ref_model, trajs, idx, pad_id, temperature, share_prefix)
                 kl = kl_k3(logp, ref)[mask].sum() / total
                 loss = loss + kl_beta * kl
                 sums["kl"] += float(kl.detach())
@@ -112,4 +127,7 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
     norm = _reduce_and_clip(policies.parameters(role), grad_clip)
     if apply:  # apply=False leaves the gradients in place (the distributed-equivalence test reads them)
         optimizer.step()
-    return {**sums, "grad_norm": norm, "tokens": total}
+    out = {**sums, "grad_norm": norm, "tokens": total}
+    if refresh_old:
+        out["sampler_gap"] = dist().sum(gap) / max(total, 1)
+    return out

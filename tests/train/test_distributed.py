@@ -103,3 +103,29 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
     done = subprocess.run(train_args(model, resumed, steps=2) + ["--resume"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0 and "resumed from" in done.stdout, done.stderr[-3000:]
     assert adapter_tensors(resumed / "final").keys() == final.keys()
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"ACCELERATE_USE_DEEPSPEED": "true"}, "distributed_type: DEEPSPEED"),
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "fsdp_version"),
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"}, "fsdp_offload_params"),
+])
+def test_unsupported_launch_configs_are_refused_by_key(monkeypatch, env, match):
+    from cahl.train import sharding
+    from cahl.types import CahlInputError
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(CahlInputError, match=match):
+        sharding.requested()
+
+
+def test_plain_and_fsdp2_launches_are_accepted(monkeypatch):
+    from cahl.train import sharding
+
+    for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP", "FSDP_VERSION", "FSDP_OFFLOAD_PARAMS"):
+        monkeypatch.delenv(key, raising=False)
+    assert sharding.requested() is False
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    assert sharding.requested() is True

@@ -46,3 +46,8 @@ def test_policy_epochs_below_one_is_refused():
 
     with pytest.raises(CahlInputError, match="train.policy_epochs"):
         load_config(None, ["train.policy_epochs=0"])
+
+
+def test_epoch_means_average_a_key_over_the_epochs_that_report_it():
+    # sampler_gap comes from the first epoch alone (its forward replaces the old log-probs)
+    assert epoch_means([{"loss": 1.0, "sampler_gap": 0.2}, {"loss": 3.0}]) == {"loss": 2.0, "sampler_gap": 0.2}
