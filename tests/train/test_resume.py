@@ -12,12 +12,15 @@ from cahl.testing import adapter_digest, tiny_model, train_args
 
 
 @pytest.mark.timeout(300)
-def test_sigkill_then_resume_reaches_the_same_adapters(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["model.sample_dtype=bfloat16"]], ids=["float32", "bf16_sampling"])
+def test_sigkill_then_resume_reaches_the_same_adapters(tmp_path, extra):
+    """bf16_sampling: rollouts decode with a bfloat16 base and the update refreshes the old
+    log-probs; the resumed run must still reproduce the uninterrupted one (sampler_gap included)."""
     model = tiny_model(tmp_path / "tiny")
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(train_args(model, ref), check=True, timeout=240, capture_output=True)
+    subprocess.run(train_args(model, ref) + extra, check=True, timeout=240, capture_output=True)
 
-    proc = subprocess.Popen(train_args(model, cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(train_args(model, cut) + extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 200
     while not (cut / "checkpoints" / "step_000004").is_dir() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -25,11 +28,13 @@ def test_sigkill_then_resume_reaches_the_same_adapters(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (cut / "final").exists()
-    done = subprocess.run(train_args(model, cut) + ["--resume"], check=True, timeout=240, capture_output=True, text=True)
+    done = subprocess.run(train_args(model, cut) + extra + ["--resume"], check=True, timeout=240, capture_output=True,
+                          text=True)
     assert "resumed from" in done.stdout
     assert adapter_digest(cut / "final") == adapter_digest(ref / "final")
     grpo = [l for l in (ref / "metrics.jsonl").read_text().splitlines() if '"grpo"' in l]
     assert grpo and all('"train/planner/trajectories": 0,' not in l for l in grpo)  # GRPO really updated
+    assert all(('sampler_gap' in l) == bool(extra) for l in grpo)
     # the metrics log of the resumed run matches the uninterrupted one step for step
     assert [l.split('"time/')[0] for l in (cut / "metrics.jsonl").read_text().splitlines()] == \
            [l.split('"time/')[0] for l in (ref / "metrics.jsonl").read_text().splitlines()]
