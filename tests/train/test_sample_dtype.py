@@ -87,3 +87,14 @@ def test_sharded_training_refuses_a_sample_dtype(tmp_path):
     ctx = build_context(_cfg(tmp_path, "model.sample_dtype=bfloat16"))
     with pytest.raises(CahlInputError, match="model.sample_dtype"):
         sharding.shard(ctx.policies, 1)
+
+
+def test_sampling_swaps_every_base_copy_of_separate_models(tmp_path):
+    ctx = build_context(_cfg(tmp_path, "model.sample_dtype=bfloat16", "model.policies=separate_models"))
+    models = ctx.policies.models()
+    assert len(models) == 2
+    with ctx.policies.sampling():
+        for model in models:
+            assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+    for model in models:
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
