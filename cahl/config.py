@@ -36,7 +36,8 @@ class ModelConfig:
     #   else dtype, GPUs included). Adapters and updates stay in dtype. When it differs from dtype,
     #   GRPO's old log-probs come from the update's own first forward, not from the sampler
     #   (train/{role}/sampler_gap says how far apart they were). On 2 CPU cores with AVX512-BF16, bfloat16
-    #   decodes ~1.5x faster than float32 (small decode batches are slow in float32 GEMM)
+    #   decodes 1.44x as fast as float32 on identical work (benchmarks/sample_dtype.py): float32 GEMM is slow
+    #   at decode batch sizes
     device: str = "cpu"  # cpu | cuda | cuda:N
     policies: str = "adapters"  # adapters (two LoRA on one base) | shared (one adapter) | separate_models
     lora_r: int = 16  # LoRA rank of each role's adapter
