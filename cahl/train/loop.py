@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from cahl.agents.build import apply_runtime
 from cahl.agents.chat import ChatFormat
 from cahl.agents.rollout import Rollout
 from cahl.envs.registry import make_env
@@ -321,8 +322,7 @@ def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
     """Policies (fresh, or the checkpoint's adapters), tasks, SFT pools and one optimizer per role."""
     from cahl.agents.policy import PolicySet
 
-    if cfg.model.threads:
-        torch.set_num_threads(cfg.model.threads)
+    apply_runtime(cfg.model)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     roles = SCHEDULE_ROLES[cfg.train.schedule]
