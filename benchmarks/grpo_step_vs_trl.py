@@ -9,7 +9,8 @@ Each trainer does one warm-up step, then one timed step. Prints both times, both
     MFU = (4 N FLOPs per non-padding token in the update: 2N forward + 2N backward to the inputs,
            the frozen base needs no weight gradients) x tokens/s of the update
           / fp32 matmul FLOP/s measured here (2048^3 matmuls).
-Tokens are counted as computed (a group's shared prompt once); the "effective" figure counts every
+Tokens are counted as computed (each start the prompts share once: a group's prompt, the
+instructions of every prompt); the "effective" figure counts every
 sample's prompt, as a trainer without prefix sharing must compute it. 4N leaves out attention,
 which on this workload's long prompts (up to ~1,300 tokens on a 576-wide model) is a fifth of
 the work: a second figure adds 12 x layers x heads x head_dim FLOPs per causal query-key pair
@@ -89,24 +90,30 @@ def cahl_step(dtype: str):
     seconds = time.perf_counter() - t0
     trajs = [t for ep in ctx.last_episodes for t in ep.trajectories]
     logical = sum(len(t.ids) for t in trajs)  # every completion is in the update (see OVERRIDES)
-    groups: dict = {}
-    for t in trajs:
-        groups.setdefault(t.group_id, []).append(t)
-    computed = sum(g[0].prompt_len + sum(len(t.ids) - g[0].prompt_len for t in g) for g in groups.values())
-    return ctx, seconds, m, sum(len(t.ids) - t.prompt_len for t in trajs), (computed, logical), attended_pairs(groups)
+    computed, pairs = computed_tokens(trajs, ctx.cfg.train.max_tokens)
+    return ctx, seconds, m, sum(len(t.ids) - t.prompt_len for t in trajs), (computed, logical), pairs
 
 
-def attended_pairs(groups: dict) -> int:
-    """Query-key pairs the update's attention computes: each group's prompt causally, each member's
-    tokens over the prompt and its own tokens up to themselves."""
-    total = 0
-    for g in groups.values():
-        P = g[0].prompt_len
-        total += P * (P + 1) // 2
-        for t in g:
-            n = len(t.ids) - P
-            total += n * P + n * (n + 1) // 2
-    return total
+def computed_tokens(trajs, max_tokens: int) -> tuple[int, int]:
+    """(tokens, causal query-key pairs) the update's forwards compute: per forward, its groups'
+    prompt tree (each shared start once: a group's prompt, the instructions all prompts share) and
+    every member's own tokens. In the tree a token at position t attends to its t + 1 earlier
+    positions, whatever it shares them with."""
+    from cahl.train.batching import common_prefix_len, trained_prompt
+    from cahl.train.update import forward_units
+
+    tokens = pairs = 0
+    for unit in forward_units(trajs, max_tokens, share_prefix=True):
+        cut = {i: trained_prompt(trajs[i].ids, trajs[i].loss_mask) for i in unit}
+        prompts = sorted(trajs[i].ids[:cut[i]] for i in unit)
+        for before, p in zip([[]] + prompts, prompts):  # sorted: a prompt's new tokens follow its start shared with the one before
+            shared = common_prefix_len([before, p]) if before else 0
+            tokens += len(p) - shared
+            pairs += sum(t + 1 for t in range(shared, len(p)))
+        for i in unit:
+            tokens += len(trajs[i].ids) - cut[i]
+            pairs += sum(t + 1 for t in range(cut[i], len(trajs[i].ids)))
+    return tokens, pairs
 
 
 def trl_step(ctx):
@@ -175,7 +182,7 @@ def main() -> None:
     with_attention = (4 * n * computed + attention_flops) / update_s / peak if update_s > 0 else 0.0
     print(f"cahl: {ours:.1f} s/step (rollout {m['time/rollout']:.1f} s, update {update_s:.1f} s), "
           f"{completion_tokens} completion tokens; update: {logical} tokens of prompt+completion per sample, "
-          f"{computed} computed (each group's prompt once)")
+          f"{computed} computed (each shared start of the prompts once)")
     if args.profile:
         kinds = update_breakdown(ctx, 2)
         total = sum(kinds.values())

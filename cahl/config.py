@@ -129,9 +129,11 @@ class TrainConfig:
     #   first epoch's), so the clip acts
     scale_by_std: bool = True  # GRPO advantage divides by the group std (False: Dr. GRPO)
     filter_zero_variance: bool = True  # leave groups whose rewards are all equal out of the update (no signal)
-    max_tokens: int = 4096  # SFT micro-batch budget in tokens, rows x longest row (each micro-batch is then packed
-    #   unpadded). GRPO runs one group per forward, not bounded by it: its prompt once, or as a padded batch for
-    #   models other than Llama, Qwen2, Qwen3 and Mistral and for sequences longer than a sliding window
+    max_tokens: int = 4096  # tokens per update forward. SFT: micro-batches of rows x longest row <= it, each then
+    #   packed unpadded. GRPO: whole groups packed as the prefix tree of their prompts (each shared start once: a
+    #   group's prompt, a task's tools, the role's instructions) while the tree holds <= it tokens; a larger group
+    #   goes alone. Models other than Llama, Qwen2, Qwen3 and Mistral, and sequences longer than a sliding window,
+    #   take padded micro-batches (rows x longest <= it) instead
     grad_clip: float = 1.0  # gradient norm clip per role and step
     checkpoint_every: int = 1  # steps between checkpoints
     tensorboard: bool = True  # also write TensorBoard scalars to OUT/tb

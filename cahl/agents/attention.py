@@ -3,8 +3,8 @@ interface: the attention module computes q/k/v (with LoRA and rotary) as usual a
 the function registered under the name the config selects for the duration of a forward.
 
 `joined`: a decode step whose batch also carries prompts that join it (generation.Decoder).
-`tree`: sequences that share a prefix packed into one, the prefix once and then every
-sequence's rest, unpadded (batching.shared_prefix_logprobs: a GRPO group, an SFT micro-batch).
+`tree`: sequences packed into one as a prefix tree, every shared start once, then every
+sequence's rest, unpadded (batching.shared_prefix_logprobs: GRPO groups, an SFT micro-batch).
 """
 
 from __future__ import annotations
@@ -81,25 +81,64 @@ def joined_attention(module, query, key, value, attention_mask, scaling=None, dr
 
 @dataclass
 class Tree:
-    """What `tree_attention` needs of a packed layout: a prompt of P tokens, then members' tokens,
-    in chunks of consecutive members: (first packed position, end, additive mask [1, 1, chunk
-    tokens, P + chunk tokens]: 0 on the prompt and on a member's own tokens up to itself, -inf
-    elsewhere). A chunk's members attend to each other's keys only to be masked: chunks are kept
-    to about the prompt's length, so that waste stays below the prompt's own share."""
+    """What `tree_attention` needs of a packed prefix tree: the root's `prompt` tokens first (they
+    attend causally to themselves), then blocks of consecutive packed positions (start, end, key
+    spans, additive mask [1, 1, end - start, keys]). A block's queries attend to the keys of its
+    spans concatenated in order: the packed spans of its ancestors in the tree, then its own tokens;
+    the mask is 0 on the ancestors and on a token's own earlier tokens, -inf elsewhere.
+
+    A block is either a tree node's own tokens (a prompt continuing its parent's: causal) or a
+    chunk of consecutive sequences that continue the same node, each attending to its own tokens
+    only. A chunk's sequences attend to each other's keys only to be masked: chunks are kept to
+    about the length of the context they continue, so that waste stays below that context's share."""
 
     prompt: int
-    chunks: list
-    longest: int  # prompt + the longest member: the furthest any token looks back
+    blocks: list
+    longest: int  # the furthest any token looks back (the longest sequence)
 
     @classmethod
     def of(cls, prompt: int, lengths: list[int], dtype: torch.dtype, device) -> "Tree":
-        chunks, start, members = [], prompt, []
+        """One prompt of `prompt` tokens, then sequences of `lengths` tokens that continue it."""
+        tree = cls(prompt, [], prompt + max(lengths))
+        tree.add_sequences([(0, prompt)], prompt, lengths, dtype, device)
+        return tree
+
+    def add_node(self, ancestors: list[tuple[int, int]], start: int, n: int, dtype, device) -> None:
+        """A node of n tokens at packed `start`, continuing the packed spans `ancestors`."""
+        context = sum(e - s for s, e in ancestors)
+        causal = torch.ones((n, n), dtype=torch.bool, device=device).tril()
+        seen = torch.cat([torch.ones((n, context), dtype=torch.bool, device=device), causal], dim=1)
+        self.blocks.append((start, start + n, _merged(ancestors + [(start, start + n)]), _additive(seen, dtype)))
+
+    def add_sequences(self, context: list[tuple[int, int]], start: int, lengths: list[int], dtype, device) -> None:
+        """Sequences of `lengths` tokens packed from `start` on, each continuing the packed spans
+        `context`, in chunks of consecutive sequences."""
+        width = sum(e - s for s, e in context)
+        members: list[int] = []
         for i, n in enumerate(lengths):
             members.append(n)
-            if i + 1 == len(lengths) or sum(members) + lengths[i + 1] > max(prompt, 64):
-                chunks.append((start, start + sum(members), _chunk_mask(prompt, members, dtype, device)))
-                start, members = start + sum(members), []
-        return cls(prompt, chunks, prompt + max(lengths))
+            if i + 1 == len(lengths) or sum(members) + lengths[i + 1] > max(width, 64):
+                end = start + sum(members)
+                self.blocks.append((start, end, _merged(context + [(start, end)]),
+                                    _chunk_mask(width, members, dtype, device)))
+                start, members = end, []
+
+
+def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Spans with adjacent ones joined (fewer copies when the keys are gathered)."""
+    out: list[tuple[int, int]] = []
+    for s, e in spans:
+        if s == e:
+            continue
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return tuple(out)
+
+
+def _additive(seen: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros(seen.shape, dtype=dtype, device=seen.device).masked_fill_(~seen, float("-inf"))[None, None]
 
 
 def _chunk_mask(prompt: int, lengths: list[int], dtype: torch.dtype, device) -> torch.Tensor:
@@ -108,18 +147,18 @@ def _chunk_mask(prompt: int, lengths: list[int], dtype: torch.dtype, device) -> 
     index = torch.arange(n, device=device)
     own = (member[:, None] == member[None, :]) & (index[None, :] <= index[:, None])  # [n, n]
     seen = torch.cat([torch.ones((n, prompt), dtype=torch.bool, device=device), own], dim=1)
-    return torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill_(~seen, float("-inf"))[None, None]
+    return _additive(seen, dtype)
 
 
 def tree_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cahl_tree=None,
                    sliding_window=None, **kwargs):
-    """Attention of a packed layout (`Tree`): query [1, heads, L, dim], key/value [1, kv heads, L,
-    dim], the prompt's P tokens first. The prompt attends causally to itself; each member's token
-    to the prompt and to its own member's tokens up to itself. Key/value heads are shared by their
-    query heads inside the kernel (no per-head copies)."""
+    """Attention of a packed prefix tree (`Tree`): query [1, heads, L, dim], key/value [1, kv heads,
+    L, dim], the root's P tokens first. The root attends causally to itself; every other token to
+    its ancestors' tokens and to its own earlier tokens (Tree's blocks). Key/value heads are shared
+    by their query heads inside the kernel (no per-head copies)."""
     import torch.nn.functional as F
 
-    L, P = key.shape[2], cahl_tree.prompt
+    P = cahl_tree.prompt
     if sliding_window is not None and sliding_window < cahl_tree.longest:
         raise ValueError(f"tree attention: a sequence of {cahl_tree.longest} tokens exceeds the model's sliding window "
                          f"{sliding_window}")
@@ -128,11 +167,12 @@ def tree_attention(module, query, key, value, attention_mask, scaling=None, drop
     if P:
         out.append(F.scaled_dot_product_attention(query[:, :, :P], key[:, :, :P], value[:, :, :P], is_causal=True,
                                                   scale=scaling, dropout_p=dropout, enable_gqa=grouped))
-    for start, end, mask in cahl_tree.chunks:
-        k, v = key, value
-        if (start, end) != (P, L):  # the prompt's keys, then the chunk's
-            k = torch.cat([key[:, :, :P], key[:, :, start:end]], dim=2)
-            v = torch.cat([value[:, :, :P], value[:, :, start:end]], dim=2)
+    for start, end, spans, mask in cahl_tree.blocks:
+        if len(spans) == 1:  # one stretch of keys: a view, no copy
+            k, v = key[:, :, spans[0][0]:spans[0][1]], value[:, :, spans[0][0]:spans[0][1]]
+        else:
+            k = torch.cat([key[:, :, s:e] for s, e in spans], dim=2)
+            v = torch.cat([value[:, :, s:e] for s, e in spans], dim=2)
         out.append(F.scaled_dot_product_attention(query[:, :, start:end], k, v, attn_mask=mask, scale=scaling,
                                                   dropout_p=dropout, enable_gqa=grouped))
     return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None

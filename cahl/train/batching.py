@@ -82,59 +82,131 @@ def micro_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
     return groups
 
 
-def common_prefix_len(seqs: list[list[int]]) -> int:
+def common_prefix_len(seqs: list[list[int]], start: int = 0) -> int:
+    """Length of the prefix all `seqs` share, counted from position `start` of each."""
     first = seqs[0]
-    n = min(len(s) for s in seqs)
+    n = min(len(s) for s in seqs) - start
     for s in seqs[1:]:
         i = 0
-        while i < n and s[i] == first[i]:
+        while i < n and s[start + i] == first[start + i]:
             i += 1
         n = i
-    return n
+    return max(n, 0)
+
+
+@dataclass
+class Node:
+    """A node of the prefix tree of the sequences' prompts: tokens [start, start + n) of every
+    prompt below it; `members` are the sequences whose prompt ends here."""
+
+    start: int
+    n: int
+    members: list[int]
+    children: list["Node"]
+
+
+def prompt_tree(prompts: list[list[int]], items: list[int] | None = None, start: int = 0) -> Node:
+    """The compressed prefix tree (radix tree) of `prompts` (of the `items` among them, from
+    position `start`): every node ends where two prompts part or a prompt ends, so each distinct
+    prefix is one node's tokens, and the tree holds each shared start once."""
+    items = list(range(len(prompts))) if items is None else items
+    n = common_prefix_len([prompts[i] for i in items], start)
+    end = start + n
+    node = Node(start, n, [i for i in items if len(prompts[i]) == end], [])
+    by_next: dict[int, list[int]] = {}
+    for i in items:
+        if len(prompts[i]) > end:
+            by_next.setdefault(prompts[i][end], []).append(i)
+    node.children = [prompt_tree(prompts, sub, end) for sub in by_next.values()]
+    return node
+
+
+def tree_tokens(prompts: list[list[int]]) -> int:
+    """Tokens in the prefix tree of `prompts`: each shared start counted once."""
+    ordered = sorted(prompts)
+    return sum(map(len, ordered)) - sum(common_prefix_len([a, b]) for a, b in zip(ordered, ordered[1:]))
+
+
+def trained_prompt(seq: list[int], mask: list[int]) -> int:
+    """Where a sequence's own part starts in a packed tree: its first trained token, keeping at
+    least its last token out of the shared part (so each sequence has a row of its own)."""
+    return min(mask.index(1) if 1 in mask else len(mask), len(seq) - 1)
 
 
 def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]], pad_id: int,
                            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Log-probs of sequences that start alike (a GRPO group's members, an SFT micro-batch), their
-    common prefix computed once and nothing padded.
+    """Log-probs of sequences packed as the prefix tree of their prompts (a GRPO group's members
+    share their whole prompt; groups of one task share its instructions and tools; SFT examples
+    of one role share its instructions): every shared start computed once, nothing padded.
 
-    Exact, not an approximation: the sequences are packed into one, the prefix once and then each
-    sequence's rest (positions continuing the prefix's). The prefix attends causally to itself and
-    each rest to the prefix and its own earlier tokens (attention.tree_attention), so every sequence
-    sees what it would see alone; gradients through the prefix are summed over the sequences
-    exactly as g separate forwards would produce them. With no common prefix, as in `pack`, a
-    sequence's first token is not predicted.
-    Returns (logp [g, S], trained mask [g, S], P) over the positions after the shared prefix P.
+    Exact, not an approximation: a sequence's prompt is everything before its first trained token.
+    The packed sequence holds each node of the prompts' prefix tree once (positions continuing its
+    parent's), then each sequence's rest (positions continuing its prompt's). Every token attends
+    to its ancestors' tokens and its own node's or sequence's earlier tokens
+    (attention.tree_attention), so every sequence sees what it would see alone; gradients through a
+    shared node are summed over the sequences below it exactly as separate forwards would produce
+    them. With nothing shared at the start, as in `pack`, a sequence's first token is not predicted.
+    Returns (logp [g, S], trained mask [g, S], R) over the positions after the root's R tokens
+    (what all the prompts share), in the order of `seqs`.
     """
     body, head = attention.body_and_head(model)
     device = next(model.parameters()).device
     g = len(seqs)
-    P = common_prefix_len(seqs)
-    # keep at least one token of every member after the prefix, and no trained token inside it
-    P = min(P, min(len(s) for s in seqs) - 1, min(m.index(1) if 1 in m else len(m) for m in masks))
-    lengths = [len(s) - P for s in seqs]
-    S = max(lengths)
-    ids = torch.tensor(seqs[0][:P] + [x for s in seqs for x in s[P:]], dtype=torch.long, device=device)
-    pos = torch.cat([torch.arange(P)] + [torch.arange(P, P + n) for n in lengths]).to(device)
+    prompts = [s[:trained_prompt(s, m)] for s, m in zip(seqs, masks)]
+    root = prompt_tree(prompts)
+    R = root.n
+    ids: list[int] = seqs[0][:R]
+    pos: list[int] = list(range(R))
+    tree = attention.Tree(R, [], max(map(len, seqs)))
+    last = [0] * g  # packed index of the hidden state that predicts each sequence's first own token
+    rest_start = [0] * g  # packed index of each sequence's first own token
+
+    def place(node: Node, ancestors: list[tuple[int, int]]) -> None:
+        here = len(ids)
+        if node is not root:  # the root's tokens are already in place
+            ids.extend(seqs[node.members[0] if node.members else _any_member(node)][node.start:node.start + node.n])
+            pos.extend(range(node.start, node.start + node.n))
+            tree.add_node(ancestors, here, node.n, body.dtype, device)
+        span = (0, R) if node is root else (here, here + node.n)
+        context = ancestors + [span]
+        lengths = []
+        for i in node.members:
+            last[i], rest_start[i] = span[1] - 1, len(ids)
+            ids.extend(seqs[i][len(prompts[i]):])
+            pos.extend(range(len(prompts[i]), len(seqs[i])))
+            lengths.append(len(seqs[i]) - len(prompts[i]))
+        if lengths:
+            tree.add_sequences(context, rest_start[node.members[0]], lengths, body.dtype, device)
+        for child in node.children:
+            place(child, context)
+
+    place(root, [])
+    S = max(len(s) for s in seqs) - R
     trained = torch.zeros((g, S), dtype=torch.bool)
     source = torch.zeros((g, S), dtype=torch.long)  # packed index of the hidden state predicting each token
-    start = P
-    for i, (n, m) in enumerate(zip(lengths, masks)):
-        trained[i, :n] = torch.tensor(m[P:], dtype=torch.bool)
-        trained[i, 0] &= P > 0  # nothing before it predicts a sequence's first token
-        source[i, 0] = P - 1
-        source[i, 1:n] = torch.arange(start, start + n - 1)
-        start += n
-    tree = attention.Tree.of(P, lengths, body.dtype, device)
+    targets = torch.full((g, S), pad_id, dtype=torch.long)
+    for i, (s, m) in enumerate(zip(seqs, masks)):
+        p, n = len(prompts[i]), len(s) - len(prompts[i])
+        trained[i, p - R:p - R + n] = torch.tensor(m[p:], dtype=torch.bool)
+        trained[i, p - R] &= p > 0  # nothing before it predicts a sequence's first token
+        source[i, p - R] = last[i]
+        source[i, p - R + 1:p - R + n] = torch.arange(rest_start[i], rest_start[i] + n - 1)
+        targets[i, :len(s) - R] = torch.tensor(s[R:], dtype=torch.long)
+    ids_t = torch.tensor(ids, dtype=torch.long, device=device)
+    pos_t = torch.tensor(pos, dtype=torch.long, device=device)
     with attention.attention(model, attention.TREE):
-        hidden = body(input_ids=ids[None], position_ids=pos[None], use_cache=False, cahl_tree=tree).last_hidden_state[0]
+        hidden = body(input_ids=ids_t[None], position_ids=pos_t[None], use_cache=False, cahl_tree=tree).last_hidden_state[0]
     t = trained.to(device)
     logits = head(hidden[source.to(device)[t]]).float()
     if temperature != 1.0:
         logits = logits / temperature
-    targets = torch.full((g, S), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        targets[i, :lengths[i]] = torch.tensor(s[P:], dtype=torch.long)
     out = torch.zeros((g, S), dtype=torch.float32, device=device)
     out[t] = selective_log_softmax(logits, targets.to(device)[t])
-    return out, t, P
+    return out, t, R
+
+
+def _any_member(node: Node) -> int:
+    """A sequence below `node` (whose prompt holds the node's tokens)."""
+    while not node.members:
+        node = node.children[0]
+    return node.members[0]

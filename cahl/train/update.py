@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from cahl.agents import attention
 from cahl.rl.losses import clipped_policy_loss, kl_k3
-from cahl.train.batching import micro_batches, sequence_logprobs
+from cahl.train.batching import micro_batches, sequence_logprobs, trained_prompt, tree_tokens
 from cahl.train.dist import dist
 
 
@@ -53,15 +54,27 @@ def _empty_pass(policies, model, pad_id: int, reference: bool) -> None:
     (logp.sum() * 0.0).backward()
 
 
-def _units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
-    """Index lists processed in one forward: whole GRPO groups (their prompt computed once), or
-    length-sorted micro-batches when prefix sharing is off."""
+def forward_units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
+    """Index lists processed in one forward. Shared: whole GRPO groups, as many as fit one packed
+    prefix tree of at most max_tokens tokens (a larger group goes alone), taken in the order of
+    their prompts so that groups sharing a start (one task's sub-tasks and tools, one role's
+    instructions) share a tree. Else length-sorted micro-batches."""
     if not share_prefix:
         return micro_batches([len(t.ids) for t in trajs], max_tokens)
     groups: dict = {}
     for i, t in enumerate(trajs):
         groups.setdefault(t.group_id, []).append(i)
-    return list(groups.values())
+    prompt = {i: t.ids[:trained_prompt(t.ids, t.loss_mask)] for i, t in enumerate(trajs)}
+    units, unit, prompts, rests = [], [], [], 0
+    for members in sorted(groups.values(), key=lambda g: prompt[g[0]]):
+        rest = sum(len(trajs[i].ids) - len(prompt[i]) for i in members)
+        if unit and tree_tokens(prompts + [prompt[i] for i in members]) + rests + rest > max_tokens:
+            units.append(unit)
+            unit, prompts, rests = [], [], 0
+        unit += members
+        prompts += [prompt[i] for i in members]
+        rests += rest
+    return units + [unit] if unit else units
 
 
 def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool, refresh_old: bool = False):
@@ -90,8 +103,9 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
               temperature: float = 1.0, apply: bool = True, share_prefix: bool = True, refresh_old: bool = False) -> dict:
     """Clipped policy-gradient step on the tokens this role sampled (loss_mask), old log-probs from rollout.
 
-    share_prefix: the members of a GRPO group start from the same prompt; it is computed once per
-    group (exact; see batching.shared_prefix_logprobs) instead of once per member.
+    share_prefix: GRPO groups are packed as the prefix tree of their prompts, each shared start
+    (a group's prompt, a task's tools, the role's instructions) computed once (exact; see
+    batching.shared_prefix_logprobs) instead of once per member; forwards of at most max_tokens.
     refresh_old: the rollout sampled in another precision (model.sample_dtype): the old log-probs
     are this step's own forward's instead (so the first policy epoch's ratio is exactly 1), and
     `sampler_gap` is the mean |sampler - update| log-prob over trained tokens.
@@ -102,11 +116,13 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
     optimizer.zero_grad(set_to_none=True)
     with policies.use_role(role) as model:
         model.train()
-        for idx in dist().lockstep(_units(trajs, max_tokens, share_prefix)):
+        # a model whose attention cannot be packed takes padded micro-batches (rows x longest <= max_tokens)
+        packed = share_prefix and attention.packable(model, max((len(t.ids) for t in trajs), default=0))
+        for idx in dist().lockstep(forward_units(trajs, max_tokens, packed)):
             if idx is None:
                 _empty_pass(policies, model, pad_id, reference=kl_beta > 0)
                 continue
-            logp, old, mask, g = _forward(model, trajs, idx, pad_id, temperature, share_prefix, refresh_old)
+            logp, old, mask, g = _forward(model, trajs, idx, pad_id, temperature, packed, refresh_old)
             gap += g
             adv = torch.tensor([advantages[i] for i in idx], dtype=torch.float32, device=logp.device)
             loss, m = clipped_policy_loss(logp, old, adv, mask, eps_low=eps_low, eps_high=eps_high,

@@ -1,5 +1,6 @@
 """SIGKILL mid-training, then `--resume`: the final adapters equal an uninterrupted run's."""
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ def test_sigkill_then_resume_reaches_the_same_adapters(tmp_path, extra):
 
     proc = subprocess.Popen(train_args(model, cut) + extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 200
-    while not (cut / "checkpoints" / "step_000004").is_dir() and time.time() < deadline and proc.poll() is None:
+    while not (cut / "checkpoints" / "step_000003").is_dir() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
@@ -32,9 +33,13 @@ def test_sigkill_then_resume_reaches_the_same_adapters(tmp_path, extra):
                           text=True)
     assert "resumed from" in done.stdout
     assert adapter_digest(cut / "final") == adapter_digest(ref / "final")
-    grpo = [l for l in (ref / "metrics.jsonl").read_text().splitlines() if '"grpo"' in l]
-    assert grpo and all('"train/planner/trajectories": 0,' not in l for l in grpo)  # GRPO really updated
-    assert all(('sampler_gap' in l) == bool(extra) for l in grpo)
+    grpo = [json.loads(l) for l in (ref / "metrics.jsonl").read_text().splitlines() if '"grpo"' in l]
+    trained = [r["train/planner/trajectories"] + r["train/executor/trajectories"] > 0 for r in grpo]
+    # steps 1-2 are SFT and 3-5 GRPO; killed after step 3's checkpoint, the resumed run redoes 4-5: one of
+    # them must really update (a step whose groups all have equal rewards trains nothing)
+    assert len(grpo) == 3 and any(trained[1:])
+    # a step that updated a role sampled in bfloat16 reports how far the sampler was from the update
+    assert all(any(k.endswith("/sampler_gap") for k in r) == (bool(extra) and t) for r, t in zip(grpo, trained))
     # the metrics log of the resumed run matches the uninterrupted one step for step
     assert [l.split('"time/')[0] for l in (cut / "metrics.jsonl").read_text().splitlines()] == \
            [l.split('"time/')[0] for l in (ref / "metrics.jsonl").read_text().splitlines()]
