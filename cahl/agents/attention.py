@@ -83,9 +83,10 @@ def joined_attention(module, query, key, value, attention_mask, scaling=None, dr
 class Tree:
     """What `tree_attention` needs of a packed prefix tree: the root's `prompt` tokens first (they
     attend causally to themselves), then blocks of consecutive packed positions (start, end, key
-    spans, additive mask [1, 1, end - start, keys]). A block's queries attend to the keys of its
-    spans concatenated in order: the packed spans of its ancestors in the tree, then its own tokens;
-    the mask is 0 on the ancestors and on a token's own earlier tokens, -inf elsewhere.
+    spans, additive mask [1, 1, end - start, keys], or None: causal over the spans, see add_node).
+    A block's queries attend to the keys of its spans concatenated in order: the packed spans of
+    its ancestors in the tree, then its own tokens; the mask is 0 on the ancestors and on a
+    token's own earlier tokens, -inf elsewhere.
 
     A block is either a tree node's own tokens (a prompt continuing its parent's: causal) or a
     chunk of consecutive sequences that continue the same node, each attending to its own tokens
@@ -104,11 +105,21 @@ class Tree:
         return tree
 
     def add_node(self, ancestors: list[tuple[int, int]], start: int, n: int, dtype, device) -> None:
-        """A node of n tokens at packed `start`, continuing the packed spans `ancestors`."""
+        """A node of n tokens at packed `start`, continuing the packed spans `ancestors`.
+
+        Its queries over the keys of its context and itself: an explicit mask makes the kernel
+        compute all n x (context + n) scores, n^2 / 2 of them masked. When the context is shorter
+        than the node, the context's own queries go along instead and the kernel runs causally
+        over the whole chain, skipping the masked half: (context + n)^2 / 2 scores, and the
+        context's rows are dropped (mask None)."""
         context = sum(e - s for s, e in ancestors)
+        spans = _merged(ancestors + [(start, start + n)])
+        if context < n:
+            self.blocks.append((start, start + n, spans, None))
+            return
         causal = torch.ones((n, n), dtype=torch.bool, device=device).tril()
         seen = torch.cat([torch.ones((n, context), dtype=torch.bool, device=device), causal], dim=1)
-        self.blocks.append((start, start + n, _merged(ancestors + [(start, start + n)]), _additive(seen, dtype)))
+        self.blocks.append((start, start + n, spans, _additive(seen, dtype)))
 
     def add_sequences(self, context: list[tuple[int, int]], start: int, lengths: list[int], dtype, device) -> None:
         """Sequences of `lengths` tokens packed from `start` on, each continuing the packed spans
@@ -168,14 +179,22 @@ def tree_attention(module, query, key, value, attention_mask, scaling=None, drop
         out.append(F.scaled_dot_product_attention(query[:, :, :P], key[:, :, :P], value[:, :, :P], is_causal=True,
                                                   scale=scaling, dropout_p=dropout, enable_gqa=grouped))
     for start, end, spans, mask in cahl_tree.blocks:
-        if len(spans) == 1:  # one stretch of keys: a view, no copy
-            k, v = key[:, :, spans[0][0]:spans[0][1]], value[:, :, spans[0][0]:spans[0][1]]
-        else:
-            k = torch.cat([key[:, :, s:e] for s, e in spans], dim=2)
-            v = torch.cat([value[:, :, s:e] for s, e in spans], dim=2)
+        k, v = _gather(key, spans), _gather(value, spans)
+        if mask is None:  # a node after a shorter context: causal over the chain, its own rows kept
+            chain = F.scaled_dot_product_attention(_gather(query, spans), k, v, is_causal=True, scale=scaling,
+                                                   dropout_p=dropout, enable_gqa=grouped)
+            out.append(chain[:, :, chain.shape[2] - (end - start):])
+            continue
         out.append(F.scaled_dot_product_attention(query[:, :, start:end], k, v, attn_mask=mask, scale=scaling,
                                                   dropout_p=dropout, enable_gqa=grouped))
     return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _gather(x: torch.Tensor, spans) -> torch.Tensor:
+    """x [1, heads, L, dim] at the packed spans, concatenated along L (one span: a view, no copy)."""
+    if len(spans) == 1:
+        return x[:, :, spans[0][0]:spans[0][1]]
+    return torch.cat([x[:, :, s:e] for s, e in spans], dim=2)
 
 
 def _register() -> None:
