@@ -97,13 +97,6 @@ class Tree:
     blocks: list
     longest: int  # the furthest any token looks back (the longest sequence)
 
-    @classmethod
-    def of(cls, prompt: int, lengths: list[int], dtype: torch.dtype, device) -> "Tree":
-        """One prompt of `prompt` tokens, then sequences of `lengths` tokens that continue it."""
-        tree = cls(prompt, [], prompt + max(lengths))
-        tree.add_sequences([(0, prompt)], prompt, lengths, dtype, device)
-        return tree
-
     def add_node(self, ancestors: list[tuple[int, int]], start: int, n: int, dtype, device) -> None:
         """A node of n tokens at packed `start`, continuing the packed spans `ancestors`.
 
