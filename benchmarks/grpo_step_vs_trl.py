@@ -99,20 +99,17 @@ def computed_tokens(trajs, max_tokens: int) -> tuple[int, int]:
     prompt tree (each shared start once: a group's prompt, the instructions all prompts share) and
     every member's own tokens. In the tree a token at position t attends to its t + 1 earlier
     positions, whatever it shares them with."""
-    from cahl.train.batching import common_prefix_len, trained_prompt
+    from cahl.train.batching import trained_prompt, tree_spans
     from cahl.train.update import forward_units
 
     tokens = pairs = 0
     for unit in forward_units(trajs, max_tokens, share_prefix=True):
         cut = {i: trained_prompt(trajs[i].ids, trajs[i].loss_mask) for i in unit}
-        prompts = sorted(trajs[i].ids[:cut[i]] for i in unit)
-        for before, p in zip([[]] + prompts, prompts):  # sorted: a prompt's new tokens follow its start shared with the one before
-            shared = common_prefix_len([before, p]) if before else 0
-            tokens += len(p) - shared
-            pairs += sum(t + 1 for t in range(shared, len(p)))
-        for i in unit:
-            tokens += len(trajs[i].ids) - cut[i]
-            pairs += sum(t + 1 for t in range(cut[i], len(trajs[i].ids)))
+        spans = tree_spans([trajs[i].ids[:cut[i]] for i in unit])  # the prompt tree's tokens
+        spans += [(cut[i], len(trajs[i].ids)) for i in unit]  # every member's own tokens
+        for start, end in spans:
+            tokens += end - start
+            pairs += sum(t + 1 for t in range(start, end))
     return tokens, pairs
 
 

@@ -49,8 +49,8 @@ def keep_freed_memory() -> bool:
     so each forward's outputs land on fresh pages): measured on 2 cores, a [1501, 1536] float32
     product whose output is kept took 11 ms on fresh pages against 0.8 ms on reused ones, and a
     flat GRPO update page-faults ~550k times without this, 3 times with it once the heap has grown
-    (benchmarks/keep_freed_memory.py). The price: the
-    process's resident memory stays at its peak. False (nothing changed) off glibc."""
+    (benchmarks/keep_freed_memory.py). The price: the process's resident memory stays at its peak.
+    False (nothing changed) off glibc."""
     import ctypes
     import platform
 

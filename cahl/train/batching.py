@@ -121,10 +121,16 @@ def prompt_tree(prompts: list[list[int]], items: list[int] | None = None, start:
     return node
 
 
+def tree_spans(prompts: list[list[int]]) -> list[tuple[int, int]]:
+    """The positions [start, end) each prompt adds to the prefix tree of `prompts`, taken in sorted
+    order: a sorted prompt shares with the tree exactly its common start with the one before."""
+    ordered = sorted(prompts)
+    return [(common_prefix_len([before, p]) if i else 0, len(p)) for i, (before, p) in enumerate(zip([[]] + ordered, ordered))]
+
+
 def tree_tokens(prompts: list[list[int]]) -> int:
     """Tokens in the prefix tree of `prompts`: each shared start counted once."""
-    ordered = sorted(prompts)
-    return sum(map(len, ordered)) - sum(common_prefix_len([a, b]) for a, b in zip(ordered, ordered[1:]))
+    return sum(end - start for start, end in tree_spans(prompts))
 
 
 def trained_prompt(seq: list[int], mask: list[int]) -> int:
@@ -164,7 +170,7 @@ def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]],
     def place(node: Node, ancestors: list[tuple[int, int]]) -> None:
         here = len(ids)
         if node is not root:  # the root's tokens are already in place
-            ids.extend(seqs[node.members[0] if node.members else _any_member(node)][node.start:node.start + node.n])
+            ids.extend(seqs[_any_member(node)][node.start:node.start + node.n])
             pos.extend(range(node.start, node.start + node.n))
             tree.add_node(ancestors, here, node.n, body.dtype, device)
         span = (0, R) if node is root else (here, here + node.n)
