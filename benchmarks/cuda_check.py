@@ -47,7 +47,8 @@ def random_model(config_path: str, tokenizer_dir: str, out: Path, layers: int | 
 
 
 def check_decoder(path: str) -> None:
-    from cahl.agents.generation import HFBackend, SamplingParams
+    from cahl.agents.generation import HFBackend
+from cahl.agents.sampling import SamplingParams
     from cahl.agents.model import load_model
 
     model, tok = load_model(path, torch.float32, "cuda")
@@ -98,7 +99,8 @@ def check_routing(path: str) -> None:
 
 def decode_speed(path: str, dtype: str, rows: int = 32, new: int = 128) -> None:
     """Our decoder vs transformers' generate on the same batch (one prompt x `rows`, `new` tokens each)."""
-    from cahl.agents.generation import HFBackend, SamplingParams
+    from cahl.agents.generation import HFBackend
+from cahl.agents.sampling import SamplingParams
     from cahl.agents.model import load_model
 
     model, tok = load_model(path, getattr(torch, dtype), "cuda")

@@ -73,7 +73,7 @@ def update(ps, role: str, optimizer, prompt: list[int], samples) -> float:
 def child(config: str, args) -> dict:
     import torch
 
-    from cahl.agents.generation import SamplingParams
+    from cahl.agents.sampling import SamplingParams
     from cahl.agents.policy import PolicySet
     from cahl.config import ModelConfig
 

@@ -25,7 +25,7 @@ import time
 import torch
 
 from cahl.agents.chat import ChatFormat
-from cahl.agents.generation import SamplingParams
+from cahl.agents.sampling import SamplingParams
 from cahl.agents.policy import PolicySet
 from cahl.agents.prompts import initial_messages
 from cahl.agents.rollout import Rollout, RolloutConfig

@@ -2,7 +2,7 @@
 interface: the attention module computes q/k/v (with LoRA and rotary) as usual and hands them to
 the function registered under the name the config selects for the duration of a forward.
 
-`joined`: a decode step whose batch also carries prompts that join it (generation.Decoder).
+`joined`: a decode step whose batch also carries prompts that join it (decoder.Decoder).
 `tree`: sequences packed into one as a prefix tree, every shared start once, then every
 sequence's rest, unpadded (batching.shared_prefix_logprobs: GRPO groups, an SFT micro-batch).
 """

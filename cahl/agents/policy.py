@@ -39,7 +39,9 @@ from typing import Callable, Iterator
 import torch
 
 from cahl.agents.build import DTYPES, sample_dtype
-from cahl.agents.generation import HFBackend, Sample, Sampler, SamplingParams
+from cahl.agents.decoder import Sampler
+from cahl.agents.generation import HFBackend
+from cahl.agents.sampling import Sample, SamplingParams
 from cahl.agents.lora_fast import install_fused_lora
 from cahl.agents.model import load_model
 from cahl.paths import read_json, require_file, require_keys

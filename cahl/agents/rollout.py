@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from cahl.agents.chat import ChatFormat, valid_text
-from cahl.agents.generation import GenerationBackend, HFBackend, Sample, Sampler, SamplingParams
+from cahl.agents.decoder import Sampler
+from cahl.agents.generation import GenerationBackend, HFBackend
+from cahl.agents.sampling import Sample, SamplingParams
 from cahl.agents.parser import parse_output
 from cahl.agents.prompts import initial_messages, render_observations, render_result, subtask_dialogue
 from cahl.envs.base import Env, fork_env
@@ -78,7 +80,7 @@ def check_config(cfg: RolloutConfig) -> None:
 class Policies(Protocol):
     def backend(self, role: str) -> GenerationBackend: ...
 
-    # optional: `sampler(roles, seed)` -> a continuous sampler (generation.Sampler); without it the
+    # optional: `sampler(roles, seed)` -> a continuous sampler (decoder.Sampler); without it the
     # rollout runs lock-step turns through backend(role).generate
     # optional: `sampling()` -> a context the whole run decodes inside (PolicySet: sampling precision)
 

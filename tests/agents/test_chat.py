@@ -4,7 +4,7 @@ and sampled ids reach the trajectory verbatim (DESIGN §4 token invariant)."""
 import pytest
 
 from cahl.agents.chat import ChatFormat
-from cahl.agents.generation import Sample, SamplingParams
+from cahl.agents.sampling import Sample, SamplingParams
 from cahl.agents.model import load_tokenizer
 from cahl.agents.prompts import initial_messages
 from cahl.agents.rollout import Rollout, RolloutConfig, SharedBackend

@@ -4,7 +4,8 @@ sample counts and order, seeding, stop strings and eos, and rows leaving the bat
 import pytest
 import torch
 
-from cahl.agents.generation import HFBackend, SamplingParams
+from cahl.agents.generation import HFBackend
+from cahl.agents.sampling import SamplingParams
 
 TEXTS = ["hi", "The quick brown fox jumps over the lazy dog.", "1 2 3",
          "<|im_start|>user\nA much longer prompt, so that the other rows of the batch are left-padded by "
@@ -306,7 +307,7 @@ def test_requests_of_one_prompt_admitted_together_prefill_it_once(tiny_model, to
 def test_slot_layer_equals_explicit_tensor_edits_through_every_store_operation():
     """Each SlotLayer operation against the same edit written out on a plain tensor, including
     writes past the reserved capacity."""
-    from cahl.agents.generation import SlotLayer
+    from cahl.agents.kv_store import SlotLayer
 
     g = torch.Generator().manual_seed(0)
     kv = lambda rows, cols: torch.randn(rows, 2, cols, 4, generator=g)  # noqa: E731
@@ -354,9 +355,9 @@ def test_requests_joining_a_running_batch_decode_as_if_alone(tiny_model, tokeniz
     comes last; each prompt computed inside a decode forward), finish at different lengths, and the store drops columns and shrinks on the way:
     every sample equals the same request decoded alone. (every=1: all join at once, then the store
     shrinks as they finish.)"""
-    import cahl.agents.generation as generation
+    import cahl.agents.decoder as decoder_module
 
-    monkeypatch.setattr(generation, "DROP_COLUMNS_MIN", drop_min)
+    monkeypatch.setattr(decoder_module, "DROP_COLUMNS_MIN", drop_min)
     lengths = [3, 12, 7, 9]
     alone = [HFBackend(tiny_model, tokenizer).generate([p], greedy(k))[0] for p, k in zip(prompts, lengths)]
     backend = HFBackend(tiny_model, tokenizer, max_batch=max_batch)
@@ -383,7 +384,7 @@ def test_requests_joining_a_running_batch_decode_as_if_alone(tiny_model, tokeniz
 
 
 def test_inverse_cdf_draw_follows_the_distribution_and_never_draws_zero_probability():
-    from cahl.agents.generation import _draw
+    from cahl.agents.sampling import draw as _draw
 
     probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
     rng = torch.Generator().manual_seed(0)

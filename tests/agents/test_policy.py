@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from cahl.agents.generation import SamplingParams
+from cahl.agents.sampling import SamplingParams
 from cahl.agents.model import load_model
 from cahl.agents.policy import PolicySet
 from cahl.config import ModelConfig

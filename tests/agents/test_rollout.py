@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from cahl.agents.generation import Sample, SamplingParams
+from cahl.agents.sampling import Sample, SamplingParams
 from cahl.agents.prompts import initial_messages, render_result, subtask_dialogue
 from cahl.agents.rollout import STOP, Rollout, RolloutConfig
 from cahl.envs.base import FunctionCallEnv

@@ -278,7 +278,7 @@ class _Scripted:
         self.tokenizer, self.queue = tokenizer, list(texts)
 
     def generate(self, prompts, params, n=1, seed=None):
-        from cahl.agents.generation import Sample
+        from cahl.agents.sampling import Sample
 
         counts = [n] * len(prompts) if isinstance(n, int) else n
         out = []
