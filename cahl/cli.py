@@ -47,7 +47,8 @@ def cmd_eval(args) -> None:
 def _eval_rollout(cfg, agent: str):
     from dataclasses import replace
 
-    return replace(cfg.rollout, agent=agent, temperature=cfg.eval.temperature, max_new_tokens=cfg.eval.max_new_tokens)
+    return replace(cfg.rollout, agent=agent, temperature=cfg.eval.temperature, max_new_tokens=cfg.eval.max_new_tokens,
+                   constrain=cfg.eval.constrain)
 
 
 def cmd_train(args) -> None:

@@ -70,11 +70,13 @@ class EvalConfig:
     batch_size: int = 16  # tasks rolled out together (progress is reported per batch)
     temperature: float = 0.0  # 0 = greedy, as the benchmarks' own harnesses
     max_new_tokens: int = 192  # per turn, in evaluation
+    constrain: str = "tools"  # decoding in evaluation: off | protocol | tools (see rollout.constrain)
     search_k: int = 3  # Bamboogle: passages returned per search call
 
     def __post_init__(self) -> None:
         _require(self.agent in ("flat", "hierarchical"), "eval.agent", "flat or hierarchical", self.agent)
         _require(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
+        _require(self.constrain in ("off", "protocol", "tools"), "eval.constrain", "off, protocol or tools", self.constrain)
 
 
 @dataclass
@@ -199,6 +201,8 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
             return float(value)
         except ValueError:
             pass
+    if hint is str and isinstance(value, bool):  # YAML 1.1 reads off/on (no/yes) as booleans
+        return "on" if value else "off"
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):
         raise CahlInputError(f"config key {key!r}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
     return value

@@ -79,7 +79,7 @@ def run_arm(cfg, arm: str, seed: int, out: Path) -> dict:
     acfg = arm_config(cfg, arm, seed, out)
     agent = "flat" if arm == "flat" else "hierarchical"
     rollout = replace(cfg.rollout, agent=agent, temperature=cfg.eval.temperature, max_new_tokens=cfg.eval.max_new_tokens,
-                      seed=seed)
+                      constrain=cfg.eval.constrain, seed=seed)
     exp = cfg.experiment
     if arm == "raw":
         policies, chat = build_policies(cfg.model)

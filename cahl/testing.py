@@ -55,7 +55,7 @@ def train_args(model: str, out: str | Path, steps: int = 3) -> list[str]:
     return [sys.executable, "-m", "cahl.cli", "train", "--out", str(out), f"model.name={model}", "model.lora_r=4",
             "model.threads=1", "sft.steps=2", "sft.batch_size=2", f"train.steps={steps}", "train.tasks_per_step=2",
             "train.data=[synth]", "train.n_synth=12", "train.tensorboard=false", "rollout.plans_per_task=2",
-            "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8", "rollout.max_planner_turns=2",
+            "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=32", "rollout.think_tokens=2", "rollout.max_planner_turns=2",
             "rollout.max_context=1024", "train.lr_planner=0.01", "train.lr_executor=0.01", "sft.lr=0.01",
             "reward.custom=cahl.testing:parity_reward"]
 

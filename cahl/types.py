@@ -133,11 +133,18 @@ class Trajectory:
     reward: RewardResult | None = None
     advantage: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    masks: dict[int, Any] = field(default_factory=dict)  # position -> the packed allowed set (numpy int32
+    #   [ceil(V / 32)]) the id there was sampled from, for ids sampled under a grammar (rollout.constrain);
+    #   the update computes their log-probs over that set
 
-    def append(self, ids: list[int], sampled: bool, logprobs: list[float] | None = None) -> None:
+    def append(self, ids: list[int], sampled: bool, logprobs: list[float] | None = None,
+               masks: list | None = None) -> None:
+        start = len(self.ids)
         self.ids.extend(ids)
         self.loss_mask.extend([1 if sampled else 0] * len(ids))
         self.logprobs.extend(logprobs if sampled and logprobs is not None else [0.0] * len(ids))
+        for k, m in enumerate(masks or [] if sampled else []):
+            self.masks[start + k] = m
 
 
 @dataclass

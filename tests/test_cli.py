@@ -36,7 +36,7 @@ def test_malformed_prediction_line_names_file_and_line(tmp_path):
 def test_eval_writes_items_and_table(tmp_path):
     model = tiny_model(tmp_path / "tiny")
     out = _cahl("eval", "--model", model, "--bench", "bfcl_v3:simple,synth_unseen:steps-2", "--limit", "2",
-                "--agent", "hierarchical", "--out", str(tmp_path / "ev"), "eval.max_new_tokens=8",
+                "--agent", "hierarchical", "--out", str(tmp_path / "ev"), "eval.max_new_tokens=8", "eval.constrain=off",
                 "rollout.max_context=1024", "model.threads=1")
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "ev" / "eval.json").read_text())

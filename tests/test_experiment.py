@@ -19,8 +19,8 @@ def test_tiny_experiment_runs_every_arm_and_resumes(tmp_path):
     cfg = load_config(None, [
         f"model.name={model}", "model.lora_r=4", f"out={tmp_path / 'exp'}", "sft.steps=1", "sft.batch_size=2",
         "train.steps=1", "train.tasks_per_step=2", "train.data=[synth]", "train.n_synth=12", "train.tensorboard=false",
-        "rollout.plans_per_task=2", "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8",
-        "rollout.max_planner_turns=2", "rollout.max_context=1024", "eval.max_new_tokens=8", "eval.batch_size=4",
+        "rollout.plans_per_task=2", "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8", "rollout.constrain=off",
+        "rollout.max_planner_turns=2", "rollout.max_context=1024", "eval.max_new_tokens=8", "eval.constrain=off", "eval.batch_size=4",
         "experiment.seeds=[0,1]", "experiment.eval_limit=1", "experiment.bench=bfcl_v3:simple,synth_unseen:steps-2"])
     text = run_experiment(cfg)
     for arm in ARMS:
@@ -52,7 +52,7 @@ def test_an_arm_seeded_from_the_sft_arm_ends_where_running_its_own_sft_ends(tmp_
     cfg = load_config(None, [
         f"model.name={model}", "model.lora_r=4", "sft.steps=2", "sft.batch_size=2", "train.steps=1",
         "train.tasks_per_step=1", "train.data=[synth]", "train.n_synth=12", "train.tensorboard=false",
-        "rollout.plans_per_task=2", "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8",
+        "rollout.plans_per_task=2", "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8", "rollout.constrain=off",
         "rollout.max_planner_turns=2", "rollout.max_context=1024",
         "reward.custom=cahl.testing:parity_reward"])  # random samples differ: GRPO groups have signal
     train(arm_config(cfg, "sft", 0, tmp_path / "sft"))

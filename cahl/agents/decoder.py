@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from transformers.cache_utils import DynamicLayer
 
@@ -19,7 +20,7 @@ from cahl.agents import attention
 from cahl.agents.kv_store import SlotLayer
 from cahl.agents.lora_fast import route_adapters
 from cahl.agents.prefix_cache import shared_length
-from cahl.agents.sampling import Sample, SamplingParams, hit_stop, sample_tokens
+from cahl.agents.sampling import Sample, SamplingParams, hit_stop, mask_logits, sample_tokens, single_token
 
 if TYPE_CHECKING:
     from cahl.agents.generation import HFBackend
@@ -49,6 +50,7 @@ class _Row:
     fed: bool = False  # its prompt's last token is the slot's next input: no logits to sample from yet
     pending: list[int] = field(default_factory=list)  # prompt tokens before that one still to compute
     # (in the next decode forward; rows of one prompt share the list, computed once)
+    matcher: object = None  # the row's grammar state (llguidance.LLMatcher) when its request has a grammar
 
 
 def prefill(backend, prompts: list[list[int]], adapters: list[str | None], found: list):
@@ -167,6 +169,7 @@ class Decoder:
         self.named: bool | None = None  # do requests name adapters? (all do or none do)
         self.joinable = attention.supported(self.model)  # prompts may join through decode forwards
         self.seconds: dict = {}  # label -> seconds: each step's time split over the rows it served
+        self._masks: dict[bytes, np.ndarray] = {}  # each distinct grammar mask once, shared by the samples
 
     @property
     def busy(self) -> bool:
@@ -270,7 +273,10 @@ class Decoder:
         for slot, (request, tag, i) in zip(free, rows):
             _, mask, logits, pending = parts[i]
             first = self.n - mask.shape[0] + int((mask != 0).int().argmax())
-            self.rows[slot] = _Row(request, tag, Sample([], [], "length"), first, fed=logits is None, pending=pending)
+            grammar = request.params.grammar
+            self.rows[slot] = _Row(request, tag, Sample([], [], "length", masks=[] if grammar else None), first,
+                                   fed=logits is None, pending=pending,
+                                   matcher=self.backend.grammars.matcher(grammar) if grammar else None)
             if logits is None:
                 self.token[slot], self.pos[slot] = request.prompt[-1], len(request.prompt) - 1
             else:
@@ -290,29 +296,41 @@ class Decoder:
 
     def _draw_tokens(self) -> list[tuple[object, Sample]]:
         live = [s for s, r in enumerate(self.rows) if r is not None and not r.fed]
+        finished: list[tuple[object, Sample]] = []
+        masks = self._grammar_masks(live, finished)  # constrained rows whose grammar has ended leave here
+        live = [s for s in live if self.rows[s] is not None]
         tokens, logps = [0] * len(live), [0.0] * len(live)
         kinds: dict = {}  # rows of one (temperature, top_p) are sampled together
         for i, s in enumerate(live):
             p = self.rows[s].request.params
             kinds.setdefault((p.temperature, p.top_p), []).append(i)
         for (temperature, top_p), members in kinds.items():
-            picked = torch.tensor([live[i] for i in members], device=self.device)
-            token, logp = sample_tokens(self.logits[picked], SamplingParams(temperature=temperature, top_p=top_p), self.rng)
+            slots = [live[i] for i in members]
+            logits = self.logits[torch.tensor(slots, device=self.device)]
+            held = [j for j, s in enumerate(slots) if s in masks]
+            if held:  # the masked, renormalised distribution: disallowed tokens get -inf before softmax
+                packed = torch.from_numpy(np.stack([masks[slots[j]] for j in held])).to(self.device)
+                rows = torch.tensor(held, device=self.device)
+                logits[rows] = mask_logits(logits[rows], packed)
+            token, logp = sample_tokens(logits, SamplingParams(temperature=temperature, top_p=top_p), self.rng)
             for i, t, lp in zip(members, token.tolist(), logp.tolist()):
                 tokens[i], logps[i] = t, lp
-        finished, going = [], []
+        going = []
         for s, t, lp in zip(live, tokens, logps):
             row = self.rows[s]
             params, sample = row.request.params, row.sample
             sample.ids.append(t)
             sample.logprobs.append(lp)
+            if row.matcher is not None:
+                sample.masks.append(masks[s])
+                if not row.matcher.consume_token(t):  # the mask allowed it: a mismatch is a bug, never data
+                    raise RuntimeError(f"grammar refused an allowed token {t}: {row.matcher.get_error()}")
+                if row.matcher.is_stopped():
+                    sample.finish = "stop"
             if t in self.backend.eos_ids or (params.stop and hit_stop(self.backend.tokenizer, sample.ids, params.stop)):
                 sample.finish = "stop"
             if sample.finish == "stop" or len(sample.ids) >= params.max_new_tokens:
-                self.backend.cache.remember(row.request.prompt + sample.ids[:-1], row.request.adapter,
-                                       [(layer.keys, layer.values) for layer in self.layers], self.mask, s)
-                finished.append((row.tag, sample))
-                self.rows[s] = None
+                self._retire(s, finished)
             else:
                 going.append((s, t))
         if going:
@@ -320,6 +338,41 @@ class Decoder:
                 [t for _, t in going], device=self.device)
         self.backend.stats.generated_tokens += len(live)
         return finished
+
+    def _grammar_masks(self, live: list[int], finished: list) -> dict[int, np.ndarray]:
+        """slot -> the packed allowed set of each constrained row's next token. Where the grammar
+        forces bytes, only the first of their canonical tokens is allowed (a position with one
+        allowed token: log-prob 0, no gradient). A row whose grammar allows nothing but the end
+        of the turn is finished here, without sampling one."""
+        held = [s for s in live if self.rows[s].matcher is not None]
+        if not held:
+            return {}
+        t0 = time.perf_counter()
+        grammars = self.backend.grammars
+        out = np.empty((len(held), grammars.width), dtype=np.int32)
+        grammars.fill([self.rows[s].matcher for s in held], out)
+        masks = {}
+        for j, s in enumerate(held):
+            matcher = self.rows[s].matcher
+            forced = matcher.compute_ff_tokens()
+            row = single_token(forced[0], grammars.width) if forced else out[j]
+            if not forced and _only(row, grammars.eos | self.backend.eos_ids):
+                self.rows[s].sample.finish = "stop"
+                self._retire(s, finished)
+                continue
+            key = row.tobytes()
+            masks[s] = self._masks.setdefault(key, row if forced else row.copy())
+        self.backend.stats.mask_seconds += time.perf_counter() - t0
+        return masks
+
+    def _retire(self, slot: int, finished: list) -> None:
+        """A finished row leaves its slot; its prompt + sample (but the last token, whose KV is not
+        computed yet) go to the prefix cache."""
+        row = self.rows[slot]
+        self.backend.cache.remember(row.request.prompt + row.sample.ids[:-1], row.request.adapter,
+                                    [(layer.keys, layer.values) for layer in self.layers], self.mask, slot)
+        finished.append((row.tag, row.sample))
+        self.rows[slot] = None
 
     def _forward(self) -> None:
         live = [s for s, r in enumerate(self.rows) if r is not None]
@@ -438,6 +491,15 @@ class Decoder:
         self.rows = [self.rows[s] for s in slots]
         self.mask, self.logits = self.mask[index], self.logits[index]
         self.pos, self.token = self.pos[index], self.token[index]
+
+
+def _only(packed: np.ndarray, tokens: set[int]) -> bool:
+    """Does the packed mask allow nothing but (some of) `tokens`?"""
+    rest = packed.copy()
+    for t in tokens:
+        if t // 32 < len(rest):
+            rest[t // 32] &= ~np.int32(np.uint32(1 << (t % 32)).view(np.int32))
+    return not rest.any()
 
 
 class Sampler:

@@ -39,6 +39,7 @@ class GenStats:
     steps: int = 0  # decode forwards
     rows: int = 0  # live rows over all decode forwards (rows / steps = mean batch)
     slots: int = 0  # rows computed over all decode forwards, empty slots included
+    mask_seconds: float = 0.0  # part of `seconds`: filling constrained rows' grammar masks
 
 
 class HFBackend:
@@ -55,6 +56,16 @@ class HFBackend:
         self.eos_ids = set(_eos_ids(model, tokenizer))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.stats = GenStats()
+        self._grammars = None
+
+    @property
+    def grammars(self):
+        """The constrained-decoding matchers over this tokenizer (built on first use: ~0.5 s)."""
+        if self._grammars is None:
+            from cahl.agents.sampling import Grammars
+
+            self._grammars = Grammars(self.tokenizer, self.model.config.vocab_size)
+        return self._grammars
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int | list[int] = 1,
                  seed: int | None = None, adapter: str | None = None) -> list[Sample]:

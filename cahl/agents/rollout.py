@@ -23,12 +23,13 @@ from __future__ import annotations
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 from cahl.agents.chat import ChatFormat, valid_text
 from cahl.agents.decoder import Sampler
 from cahl.agents.generation import GenerationBackend, HFBackend
+from cahl.agents.grammar import MODES, turn_grammar
 from cahl.agents.sampling import Sample, SamplingParams
 from cahl.agents.parser import parse_output
 from cahl.agents.prompts import initial_messages, render_observations, render_result, subtask_dialogue
@@ -57,6 +58,11 @@ class RolloutConfig:
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
+    constrain: str = "tools"  # decoding under each role's grammar (agents/grammar.py): off | protocol (the tags:
+    #   think, then exactly one of the role's blocks) | tools (also every <tool_call> line a JSON call of an offered
+    #   tool whose arguments follow its JSON schema). The policy trained is then the masked distribution
+    think_tokens: int = 16  # constrained turns: most tokens inside <think> (then </think> is forced)
+    max_calls: int = 4  # constrained turns: most calls in one <tool_call> block
 
 
 def check_config(cfg: RolloutConfig) -> None:
@@ -72,6 +78,16 @@ def check_config(cfg: RolloutConfig) -> None:
         value = getattr(cfg, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise CahlInputError(f"rollout.{key}: expected an integer >= 1, got {value!r}")
+    if cfg.constrain not in MODES:
+        raise CahlInputError(f"rollout.constrain: expected one of {list(MODES)}, got {cfg.constrain!r}")
+    for key in ("think_tokens", "max_calls"):
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CahlInputError(f"rollout.{key}: expected an integer >= 1, got {value!r}")
+    if cfg.constrain != "off" and cfg.max_new_tokens < cfg.think_tokens + 24:
+        raise CahlInputError(f"rollout.max_new_tokens={cfg.max_new_tokens}: a constrained turn needs room for a "
+                             f"<think> of rollout.think_tokens={cfg.think_tokens} tokens, the tags and a body; "
+                             f"expected >= {cfg.think_tokens + 24}")
     if not isinstance(cfg.max_context, int) or cfg.max_context <= cfg.max_new_tokens:
         raise CahlInputError(f"rollout.max_context: expected an integer > rollout.max_new_tokens "
                              f"({cfg.max_new_tokens}), got {cfg.max_context!r}")
@@ -150,7 +166,7 @@ class _Actor:
 
     def add_turn(self, sample: Sample) -> Turn:
         start = len(self.traj.ids)
-        self.traj.append(sample.ids, sampled=True, logprobs=sample.logprobs)
+        self.traj.append(sample.ids, sampled=True, logprobs=sample.logprobs, masks=sample.masks)
         text = self.engine.decode(sample.ids)
         turn = Turn(start, len(self.traj.ids), text, parse_output(text), sample.finish)
         self.traj.turns.append(turn)
@@ -277,6 +293,9 @@ class Rollout:
         self.stats = RolloutStats()
         self._live: list[_Actor] = []
         self._executors: dict[int, list[_ToolActor]] = {}
+        self._grammars: dict[tuple[str, int], str | None] = {}  # (role, id(task)) -> its turn grammar
+        self.dropped_tools = 0  # tools left out of constrained (role, task) grammars: no call of theirs fits
+        #   max_new_tokens
 
     def decode(self, ids: list[int]) -> str:
         text = self.chat.tokenizer.decode(ids, skip_special_tokens=False)
@@ -385,6 +404,17 @@ class Rollout:
             if callable(clear):
                 clear()
 
+    def grammar(self, role: str, task: Task) -> str | None:
+        """The Lark text constraining `role`'s turns on `task` (None when rollout.constrain is off)."""
+        key = (role, id(task))
+        if key not in self._grammars:
+            cfg = self.cfg
+            g = turn_grammar(role, task.tools, cfg.constrain, cfg.max_new_tokens, cfg.think_tokens, cfg.max_calls,
+                             lambda text: len(self.chat.encode(text)))
+            self._grammars[key] = g.text if g is not None else None
+            self.dropped_tools += len(g.dropped) if g is not None else 0
+        return self._grammars[key]
+
     def _submit(self, sampler, params: dict[str, SamplingParams]) -> None:
         """Hand every actor's pending turn to the sampler, identical prompts of a role as one request."""
         pending: dict[tuple[str, tuple[int, ...], int], list[_Actor]] = {}
@@ -395,7 +425,9 @@ class Rollout:
         for (role, ids, priority), actors in pending.items():
             for actor in actors:
                 actor.in_flight = True
-            sampler.submit(role, list(ids), params[role], n=len(actors), tags=actors, priority=priority)
+            grammar = self.grammar(role, actors[0].task)  # one prompt: one task, one role
+            turn = replace(params[role], grammar=grammar) if grammar else params[role]
+            sampler.submit(role, list(ids), turn, n=len(actors), tags=actors, priority=priority)
 
     def _episode(self, task: Task, root: _Actor) -> Episode:
         if isinstance(root, _PlannerActor):

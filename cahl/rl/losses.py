@@ -206,24 +206,28 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, rows: Tensor, ids: Tensor, chunk_rows: int) -> Tensor:  # rows [R, V], ids [R]
+    def forward(ctx, rows: Tensor, ids: Tensor, chunk_rows: int, allowed: Tensor | None) -> Tensor:
+        # rows [R, V], ids [R]; allowed: packed bitmasks [R, ceil(V / 32)] int32 or None (all allowed)
         lse = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)  # [R]
         picked = torch.empty_like(lse)  # [R]
         scratch = torch.empty((min(chunk_rows, rows.shape[0]), rows.shape[1]), dtype=torch.float32, device=rows.device)
         for s in range(0, rows.shape[0], chunk_rows):
             z = rows[s : s + chunk_rows].float()  # [c, V]
+            if allowed is not None:  # disallowed tokens leave the softmax (a new tensor: rows stay as they are)
+                z = z.masked_fill(~unpack_bitmask(allowed[s : s + chunk_rows], rows.shape[1]), float("-inf"))
             top = z.amax(-1, keepdim=True)  # [c, 1]
             top.masked_fill_(top.isinf(), 0.0)  # as torch.logsumexp: rows of -inf give -inf, not nan
             e = torch.sub(z, top, out=scratch[: z.shape[0]]).exp_()  # one reused buffer, exponentiated in place
             lse[s : s + chunk_rows] = top.squeeze(-1) + e.sum(-1).log()
             picked[s : s + chunk_rows] = z.gather(-1, ids[s : s + chunk_rows, None]).squeeze(-1)
-        ctx.save_for_backward(rows, ids, lse)
+        ctx.save_for_backward(rows, ids, lse, allowed if allowed is not None else torch.empty(0))
         ctx.chunk_rows = chunk_rows
+        ctx.masked = allowed is not None
         return picked - lse
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # grad_out [R]
-        rows, ids, lse = ctx.saved_tensors
+        rows, ids, lse, allowed = ctx.saved_tensors
         grad_rows = torch.empty_like(rows)  # [R, V]
         for s in range(0, rows.shape[0], ctx.chunk_rows):
             e = s + ctx.chunk_rows
@@ -233,17 +237,30 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
             else:
                 grad = rows[s:e].float() - lse[s:e, None]
             grad.exp_().mul_(-g)  # -g * softmax
+            if ctx.masked:  # the masked softmax is 0 off the allowed set: no gradient there
+                grad.masked_fill_(~unpack_bitmask(allowed[s:e], rows.shape[1]), 0.0)
             grad.scatter_add_(-1, ids[s:e, None], g)
             if grad.dtype != rows.dtype:
                 grad_rows[s:e] = grad.to(rows.dtype)
-        return grad_rows, None, None
+        return grad_rows, None, None, None
 
 
-def selective_log_softmax(logits: Tensor, ids: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Tensor:
+def unpack_bitmask(packed: Tensor, vocab: int) -> Tensor:
+    """Packed bitmasks [c, W] int32 -> bool [c, vocab] (bit v % 32 of word v // 32 = token v allowed)."""
+    bits = torch.arange(32, dtype=torch.int32, device=packed.device)
+    return ((packed.unsqueeze(-1) >> bits) & 1).bool().reshape(packed.shape[0], -1)[:, :vocab]
+
+
+def selective_log_softmax(logits: Tensor, ids: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                          allowed: Tensor | None = None) -> Tensor:
     """Log-prob of the chosen token ids: [..., V], [...] -> [...] float32, equal to
     log_softmax(logits.float()).gather(-1, ids), computed as gathered logit minus per-row
     logsumexp, `chunk_rows` rows at a time (forward and backward), so the full-vocabulary
     log_softmax is never materialised — the logits are the largest tensor of an LLM RL step.
+
+    `allowed` [..., ceil(V / 32)] int32: packed bitmasks of the tokens each position could be
+    sampled from (constrained decoding); the log-prob is then over that set (the masked,
+    renormalised distribution), unpacked one chunk at a time. An id outside its set gets -inf.
     """
     rows = _flat_rows(logits)  # [R, V]
     if ids.shape != logits.shape[:-1]:
@@ -258,4 +275,11 @@ def selective_log_softmax(logits: Tensor, ids: Tensor, chunk_rows: int = DEFAULT
         )
     if chunk_rows < 1:
         raise CahlInputError(f"chunk_rows: expected >= 1, got {chunk_rows}")
-    return _SelectiveLogSoftmax.apply(rows, flat_ids, chunk_rows).reshape(ids.shape)
+    packed = None
+    if allowed is not None:
+        width = (vocab + 31) // 32
+        if allowed.shape != (*ids.shape, width) or allowed.dtype != torch.int32:
+            raise CahlInputError(f"allowed: expected int32 of shape {(*ids.shape, width)}, got {allowed.dtype} "
+                                 f"{tuple(allowed.shape)}")
+        packed = allowed.reshape(-1, width).to(rows.device)
+    return _SelectiveLogSoftmax.apply(rows, flat_ids, chunk_rows, packed).reshape(ids.shape)

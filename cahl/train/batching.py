@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from cahl.agents import attention
@@ -37,8 +38,28 @@ def pack(seqs: list[list[int]], masks: list[list[int]], pad_id: int = 0) -> Pack
     return Packed(ids, attention, mask)
 
 
-def token_logprobs(model, batch: Packed, temperature: float = 1.0) -> torch.Tensor:
-    """[B, T] log p(ids[t] | ids[<t]) at positions where batch.mask is True, 0 elsewhere."""
+def allowed_rows(masks: list[dict] | None, where: list[tuple[int, int]], vocab: int) -> torch.Tensor | None:
+    """Packed allowed sets [N, ceil(vocab / 32)] int32 for the positions `where` = [(sequence,
+    position)] (all allowed where a sequence has no mask there); None when no sequence has any."""
+    if not masks or not any(masks):
+        return None
+    width = (vocab + 31) // 32
+    out = np.full((len(where), width), -1, dtype=np.int32)
+    for k, (i, p) in enumerate(where):
+        m = masks[i].get(p)
+        if m is not None:
+            out[k] = m
+    return torch.from_numpy(out)
+
+
+def _trained_where(trained: torch.Tensor, offset: int = 0) -> list[tuple[int, int]]:
+    """[(row, position)] of a bool [g, S] mask's True entries in row-major order (boolean indexing's)."""
+    return [(int(i), int(j) + offset) for i, j in trained.nonzero().tolist()]
+
+
+def token_logprobs(model, batch: Packed, temperature: float = 1.0, masks: list[dict] | None = None) -> torch.Tensor:
+    """[B, T] log p(ids[t] | ids[<t]) at positions where batch.mask is True, 0 elsewhere; where
+    masks[b] holds a packed allowed set for position t, over that set (constrained decoding)."""
     body, head = attention.body_and_head(model)
     device = next(model.parameters()).device
     hidden = body(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device)).last_hidden_state
@@ -48,21 +69,23 @@ def token_logprobs(model, batch: Packed, temperature: float = 1.0) -> torch.Tens
     logits = head(hidden[src]).float()  # [N, V] only for trained tokens
     if temperature != 1.0:
         logits = logits / temperature
-    picked = selective_log_softmax(logits, batch.ids.to(device)[target])
+    allowed = allowed_rows(masks, _trained_where(batch.mask), logits.shape[-1])
+    picked = selective_log_softmax(logits, batch.ids.to(device)[target], allowed=allowed)
     out = torch.zeros(target.shape, dtype=picked.dtype, device=device)
     out[target] = picked
     return out
 
 
 def sequence_logprobs(model, seqs: list[list[int]], masks: list[list[int]], pad_id: int, temperature: float = 1.0,
-                      packed: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+                      packed: bool = True, allowed: list[dict] | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(logp [g, S], trained mask [g, S], start): the sequences' token log-probs from position
     `start` on. Packed (their shared start once, unpadded: `shared_prefix_logprobs`) where the
-    model allows it and `packed`, else one padded batch (start 0)."""
+    model allows it and `packed`, else one padded batch (start 0). `allowed[i]`: position -> the
+    packed allowed set sequence i's token there was sampled from (Trajectory.masks)."""
     if packed and attention.packable(model, max(map(len, seqs))):
-        return shared_prefix_logprobs(model, seqs, masks, pad_id, temperature)
+        return shared_prefix_logprobs(model, seqs, masks, pad_id, temperature, allowed)
     batch = pack(seqs, masks, pad_id=pad_id)
-    logp = token_logprobs(model, batch, temperature)
+    logp = token_logprobs(model, batch, temperature, allowed)
     return logp, batch.mask.to(logp.device), 0
 
 
@@ -140,7 +163,7 @@ def trained_prompt(seq: list[int], mask: list[int]) -> int:
 
 
 def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]], pad_id: int,
-                           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, int]:
+                           temperature: float = 1.0, allowed: list[dict] | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Log-probs of sequences packed as the prefix tree of their prompts (a GRPO group's members
     share their whole prompt; groups of one task share its instructions and tools; SFT examples
     of one role share its instructions): every shared start computed once, nothing padded.
@@ -207,7 +230,8 @@ def shared_prefix_logprobs(model, seqs: list[list[int]], masks: list[list[int]],
     if temperature != 1.0:
         logits = logits / temperature
     out = torch.zeros((g, S), dtype=torch.float32, device=device)
-    out[t] = selective_log_softmax(logits, targets.to(device)[t])
+    where = allowed_rows(allowed, _trained_where(trained, R), logits.shape[-1])
+    out[t] = selective_log_softmax(logits, targets.to(device)[t], allowed=where)
     return out, t, R
 
 

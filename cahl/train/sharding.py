@@ -129,6 +129,12 @@ def optimizer_state(policies, role: str, optimizer: torch.optim.Optimizer) -> di
 
 def load_optimizer_state(policies, role: str, optimizer: torch.optim.Optimizer, state: dict) -> None:
     """Inverse of optimizer_state; a name-keyed state (from a sharded run) loads sharded or not."""
+    if not state.get("state"):
+        # never stepped (e.g. a role whose groups all lacked reward variance so far): a fresh optimizer is
+        # that state. torch's set_optimizer_state_dict would instead initialise a state of its own for every
+        # parameter, which the next step then treats differently from a fresh one (a resumed sharded run
+        # then drifted from the uninterrupted one)
+        return
     named = any(isinstance(p, str) for group in state.get("param_groups", []) for p in group["params"])
     if not named and not policies.sharded:
         optimizer.load_state_dict(state)

@@ -7,9 +7,11 @@ accumulation gives exactly the full-batch gradient).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from cahl.agents import attention
+from cahl.agents.sampling import allowed_count
 from cahl.rl.losses import clipped_policy_loss, kl_k3
 from cahl.train.batching import micro_batches, sequence_logprobs, trained_prompt, tree_tokens
 from cahl.train.dist import dist
@@ -54,7 +56,7 @@ def _empty_pass(policies, model, pad_id: int, reference: bool) -> None:
     (logp.sum() * 0.0).backward()
 
 
-def forward_units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]:
+def forward_units(trajs, max_tokens: int, share_prefix: bool, trained: list[list[int]] | None = None) -> list[list[int]]:
     """Index lists processed in one forward. Shared: whole GRPO groups, as many as fit one packed
     prefix tree of at most max_tokens tokens (a larger group goes alone), taken in the order of
     their prompts so that groups sharing a start (one task's sub-tasks and tools, one role's
@@ -64,7 +66,8 @@ def forward_units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]
     groups: dict = {}
     for i, t in enumerate(trajs):
         groups.setdefault(t.group_id, []).append(i)
-    prompt = {i: t.ids[:trained_prompt(t.ids, t.loss_mask)] for i, t in enumerate(trajs)}
+    trained = trained if trained is not None else [t.loss_mask for t in trajs]
+    prompt = {i: t.ids[:trained_prompt(t.ids, trained[i])] for i, t in enumerate(trajs)}
     units, unit, prompts, rests = [], [], [], 0
     for members in sorted(groups.values(), key=lambda g: prompt[g[0]]):
         rest = sum(len(trajs[i].ids) - len(prompt[i]) for i in members)
@@ -77,13 +80,39 @@ def forward_units(trajs, max_tokens: int, share_prefix: bool) -> list[list[int]]
     return units + [unit] if unit else units
 
 
-def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool, refresh_old: bool = False):
+def trained_mask(traj) -> list[int]:
+    """The positions the update trains: those the role sampled (loss_mask) where more than one
+    token was allowed. A position whose grammar allowed one token (a forced tag, DESIGN §9) has
+    log-prob 0 under every policy: it carries no gradient and is left out of the loss and its count."""
+    if not traj.masks:
+        return traj.loss_mask
+    out = list(traj.loss_mask)
+    for p in forced_positions(traj):
+        out[p] = 0
+    return out
+
+
+def forced_positions(traj) -> list[int]:
+    """Positions of `traj` sampled under a grammar that allowed exactly one token."""
+    if not traj.masks:
+        return []
+    positions = sorted(traj.masks)
+    counts = allowed_count(np.stack([traj.masks[p] for p in positions]))
+    return [p for p, c in zip(positions, counts) if c == 1]
+
+
+def _forward(model, trajs, idx, pad_id: int, temperature: float, share_prefix: bool, refresh_old: bool = False,
+             trained: list[list[int]] | None = None):
     """(logp, old logp, trained mask, summed |sampler - update| log-prob gap) [rows, T] for the
-    trajectories idx. refresh_old: the sampler ran in another precision, so its log-probs are not
-    this policy's: this forward's own (detached) become the old log-probs, in the trajectories too,
-    for later policy epochs; the gap is summed over trained tokens (0 without refresh)."""
-    logp, mask, start = sequence_logprobs(model, [trajs[i].ids for i in idx], [trajs[i].loss_mask for i in idx], pad_id,
-                                          temperature, packed=share_prefix)
+    trajectories idx, each position's log-prob over the set its token was sampled from (a
+    constrained turn's grammar mask; the whole vocabulary elsewhere). trained[i]: the positions
+    to train of trajectory i (default its loss_mask). refresh_old: the sampler ran in another
+    precision, so its log-probs are not this policy's: this forward's own (detached) become the
+    old log-probs, in the trajectories too, for later policy epochs; the gap is summed over trained
+    tokens (0 without refresh)."""
+    trained = trained if trained is not None else [t.loss_mask for t in trajs]
+    logp, mask, start = sequence_logprobs(model, [trajs[i].ids for i in idx], [trained[i] for i in idx], pad_id,
+                                          temperature, packed=share_prefix, allowed=[trajs[i].masks for i in idx])
     old = torch.zeros_like(logp)
     for r, i in enumerate(idx):
         lp = trajs[i].logprobs[start:]
@@ -110,7 +139,9 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
     are this step's own forward's instead (so the first policy epoch's ratio is exactly 1), and
     `sampler_gap` is the mean |sampler - update| log-prob over trained tokens.
     """
-    total = dist().sum(sum(sum(t.loss_mask) for t in trajs))  # trained tokens of the global batch
+    trained = [trained_mask(t) for t in trajs]  # forced positions (one allowed token) are left out
+    total = dist().sum(sum(sum(m) for m in trained))  # trained tokens of the global batch
+    forced = dist().sum(sum(sum(t.loss_mask) for t in trajs)) - total
     sums = {"loss": 0.0, "kl": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "ratio_max": 0.0}
     gap = 0.0
     optimizer.zero_grad(set_to_none=True)
@@ -118,18 +149,18 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
         model.train()
         # a model whose attention cannot be packed takes padded micro-batches (rows x longest <= max_tokens)
         packed = share_prefix and attention.packable(model, max((len(t.ids) for t in trajs), default=0))
-        for idx in dist().lockstep(forward_units(trajs, max_tokens, packed)):
+        for idx in dist().lockstep(forward_units(trajs, max_tokens, packed, trained)):
             if idx is None:
                 _empty_pass(policies, model, pad_id, reference=kl_beta > 0)
                 continue
-            logp, old, mask, g = _forward(model, trajs, idx, pad_id, temperature, packed, refresh_old)
+            logp, old, mask, g = _forward(model, trajs, idx, pad_id, temperature, packed, refresh_old, trained)
             gap += g
             adv = torch.tensor([advantages[i] for i in idx], dtype=torch.float32, device=logp.device)
             loss, m = clipped_policy_loss(logp, old, adv, mask, eps_low=eps_low, eps_high=eps_high,
                                           agg="token_mean", global_count=total)
             if kl_beta > 0:
                 with policies.reference() as ref_model, torch.no_grad():
-                    ref, _, _, _ = _forward(ref_model, trajs, idx, pad_id, temperature, share_prefix)
+                    ref, _, _, _ = _forward(ref_model, trajs, idx, pad_id, temperature, share_prefix, trained=trained)
                 kl = kl_k3(logp, ref)[mask].sum() / total
                 loss = loss + kl_beta * kl
                 sums["kl"] += float(kl.detach())
@@ -143,7 +174,7 @@ def grpo_step(policies, role: str, optimizer, trajs, advantages: list[float], *,
     norm = _reduce_and_clip(policies.parameters(role), grad_clip)
     if apply:  # apply=False leaves the gradients in place (the distributed-equivalence test reads them)
         optimizer.step()
-    out = {**sums, "grad_norm": norm, "tokens": total}
+    out = {**sums, "grad_norm": norm, "tokens": total, "forced_tokens": forced}
     if refresh_old:
         out["sampler_gap"] = dist().sum(gap) / max(total, 1)
     return out

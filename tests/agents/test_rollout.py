@@ -329,7 +329,7 @@ def test_planner_and_executor_max_turns(tokenizer, chat):
 def test_context_overflow_never_truncates_a_sampled_turn(tokenizer, chat):
     max_new = 48
     prompt_len = len(chat.prompt_ids(initial_messages("flat", TOOLS, TASK.messages)))
-    cfg = RolloutConfig(agent="flat", max_new_tokens=max_new, max_context=prompt_len + max_new + 10)
+    cfg = RolloutConfig(agent="flat", max_new_tokens=max_new, max_context=prompt_len + max_new + 10, constrain="off")
     (e,), policies = run(tokenizer, chat, cfg, flat=flat_calc)
     t = e.trajectories[0]
     assert e.end_reason == "context_overflow" and len(t.turns) == 1 and t.turns[0].finish == "stop"
@@ -339,7 +339,7 @@ def test_context_overflow_never_truncates_a_sampled_turn(tokenizer, chat):
 
 
 def test_prompt_longer_than_the_context(tokenizer, chat):
-    (e,), policies = run(tokenizer, chat, RolloutConfig(agent="flat", max_new_tokens=16, max_context=50), flat=flat_calc)
+    (e,), policies = run(tokenizer, chat, RolloutConfig(agent="flat", max_new_tokens=16, max_context=50, constrain="off"), flat=flat_calc)
     assert e.end_reason == "context_overflow" and e.trajectories[0].turns == []
     assert policies.samples() == []
 
@@ -347,7 +347,7 @@ def test_prompt_longer_than_the_context(tokenizer, chat):
 def test_executor_context_overflow_is_reported_to_the_planner(tokenizer, chat):
     max_new = 32
     plan_len = len(chat.prompt_ids(initial_messages("planner", TOOLS, TASK.messages)))
-    cfg = RolloutConfig(agent="hierarchical", attempts_per_subtask=2, max_new_tokens=max_new, max_context=plan_len + max_new)
+    cfg = RolloutConfig(agent="hierarchical", attempts_per_subtask=2, max_new_tokens=max_new, max_context=plan_len + max_new, constrain="off")
     (e,), policies = run(tokenizer, chat, cfg, planner=lambda p, k: "<subtask>Add 1 and 2.</subtask>",
                          executor=lambda p, k: call(1, 2))
     planner, *attempts = e.trajectories
@@ -359,7 +359,7 @@ def test_executor_context_overflow_is_reported_to_the_planner(tokenizer, chat):
 
 
 def test_sample_cut_at_max_new_tokens_is_kept(tokenizer, chat):
-    cfg = RolloutConfig(agent="flat", max_new_tokens=5, invalid_output_limit=1)
+    cfg = RolloutConfig(agent="flat", max_new_tokens=5, invalid_output_limit=1, constrain="off")
     (e,), _ = run(tokenizer, chat, cfg, flat=lambda p, k: "<think>" + "long " * 20 + "</think>")
     (turn,) = e.trajectories[0].turns
     assert turn.finish == "length" and turn.end - turn.start == 5
@@ -375,7 +375,7 @@ def test_feedback_that_would_pass_the_context_ends_the_episode(tokenizer, chat):
 
     max_new = 48
     prompt_len = len(chat.prompt_ids(initial_messages("flat", TOOLS, TASK.messages)))
-    cfg = RolloutConfig(agent="flat", max_new_tokens=max_new, max_context=prompt_len + max_new + 100)
+    cfg = RolloutConfig(agent="flat", max_new_tokens=max_new, max_context=prompt_len + max_new + 100, constrain="off")
     (e,), _ = run(tokenizer, chat, cfg, make_env=lambda t: LongObsEnv(), flat=flat_calc)
     t = e.trajectories[0]
     assert e.end_reason == "context_overflow" and len(t.turns) == 1
@@ -386,7 +386,7 @@ def test_feedback_that_would_pass_the_context_ends_the_episode(tokenizer, chat):
 def test_planner_result_that_would_pass_the_context_ends_the_plan(tokenizer, chat):
     max_new = 32
     plan_len = len(chat.prompt_ids(initial_messages("planner", TOOLS, TASK.messages)))
-    cfg = RolloutConfig(agent="hierarchical", max_new_tokens=max_new, max_context=plan_len + max_new + 10)
+    cfg = RolloutConfig(agent="hierarchical", max_new_tokens=max_new, max_context=plan_len + max_new + 10, constrain="off")
     (e,), _ = run(tokenizer, chat, cfg, planner=lambda p, k: "<subtask>Add 1 and 2.</subtask>",
                   executor=lambda p, k: "<result>" + "long " * 80 + "</result>" + EOS)
     planner = e.trajectories[0]

@@ -11,7 +11,7 @@ from cahl.testing import tiny_model
 
 def test_items_are_the_same_whatever_the_batch(tmp_path):
     policies, chat = build_policies(ModelConfig(name=tiny_model(tmp_path / "tiny"), threads=1))
-    cfg = RolloutConfig(agent="hierarchical", temperature=0.0, max_new_tokens=8, max_planner_turns=2)
+    cfg = RolloutConfig(agent="hierarchical", temperature=0.0, max_new_tokens=8, max_planner_turns=2, constrain="off")
     spec = "bfcl_v3:simple,synth_unseen:steps-2,api_bank_exec:level-1"
     one = evaluate(policies, chat, cfg, spec, 2, tmp_path / "one", batch_size=1)
     mixed = evaluate(policies, chat, cfg, spec, 2, tmp_path / "mixed", batch_size=5)  # chunks cross categories

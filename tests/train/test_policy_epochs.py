@@ -17,7 +17,7 @@ def test_epoch_means_average_every_metric_but_take_the_largest_ratio():
 def _step(tmp_path, epochs: int) -> tuple[dict, dict]:
     cfg = load_config(None, [f"model.name={tiny_model(tmp_path / 'tiny')}", "model.lora_r=4", "model.threads=1",
                              "train.data=[synth]", "train.n_synth=6", "train.tasks_per_step=2",
-                             "rollout.plans_per_task=3", "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8",
+                             "rollout.plans_per_task=3", "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=8", "rollout.constrain=off",
                              "rollout.max_planner_turns=2", "rollout.max_context=1024", "train.lr_planner=0.01",
                              "train.lr_executor=0.01", "train.filter_zero_variance=false",
                              "reward.custom=cahl.testing:parity_reward", f"train.policy_epochs={epochs}"])
