@@ -12,7 +12,9 @@ import json
 
 from cahl.types import Message, Observation, ToolSpec
 
-PROMPT_VERSION = "3"  # 2: compact one-line tool rendering; 3: "..." placeholders (small models copied the descriptive ones)
+PROMPT_VERSION = "4"  # 2: compact one-line tool rendering; 3: "..." placeholders (small models copied the descriptive
+#   ones); 4: oracle sub-tasks "Call NAME with k=v." (one per step, all calls in one where the first call ends the
+#   episode), canonical argument order, short thinks
 
 FLAT = """You solve the user's request with tools.
 Tools:

@@ -57,7 +57,8 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
     for (name, cat), group_rows in rows.items():
         items.extend(group_rows)
         summary.setdefault(name, {})[cat] = _summarize(group_rows)
-    result = {"agent": cfg.agent, "bench": bench_spec, "limit": limit, "seconds": round(time.perf_counter() - t0, 1),
+    result = {"agent": cfg.agent, "constrain": cfg.constrain, "bench": bench_spec, "limit": limit,
+              "seconds": round(time.perf_counter() - t0, 1),
               "benchmarks": summary, "notes": {b.name: b.note for b, _, _ in groups if b.note}, "items": items}
     (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str))
     (out_dir / f"{label}.md").write_text(markdown_table(result))
@@ -73,22 +74,42 @@ def _mark_solved(episodes) -> None:
 
 
 def _item(bench: str, cat: str, ep: Episode, verdict) -> dict:
+    from cahl.rewards.format import format_score
+
     head = ep.trajectories[0]
     executors = ep.trajectories[1:]
     solved = [t.meta.get("solved") for t in executors if t.meta.get("chosen")]
+    turns: dict[str, list[int]] = {}  # role -> [turns, turns that follow the role's grammar]
+    for tr in ep.trajectories:
+        counts = turns.setdefault(tr.role, [0, 0])
+        counts[0] += len(tr.turns)
+        counts[1] += sum(format_score(t.parsed, tr.role, t.text) == 1.0 for t in tr.turns)
     return {
         "bench": bench, "category": cat, "id": ep.task.id, "correct": verdict.correct,
         "error_type": verdict.error_type, **verdict.scores, "end_reason": ep.end_reason,
         "calls": [c.to_json() for c in ep.calls], "response": ep.response,
         "output": [t.text for t in head.turns],
         "executor_outputs": [[t.text for t in x.turns] for x in executors if x.meta.get("chosen")],
-        "subtasks": len(solved), "subtasks_solved": sum(bool(s) for s in solved),
+        "subtasks": len(solved), "subtasks_solved": sum(bool(s) for s in solved), "turns": turns,
     }
 
 
 def _summarize(rows: list[dict]) -> dict:
+    """accuracy with its 95% Wilson interval, EM/F1 where scored, end reasons, calls per item, and
+    per role the share of turns that parse as the role's grammar (format score 1)."""
+    from cahl.eval.scoring import wilson_interval
+
     n = len(rows)
-    out = {"n": n, "accuracy": sum(r["correct"] for r in rows) / n if n else 0.0}
+    right = sum(bool(r["correct"]) for r in rows)
+    out = {"n": n, "accuracy": right / n if n else 0.0, "ci95": [round(x, 4) for x in wilson_interval(right, n)]}
+    out["calls_per_item"] = sum(len(r["calls"]) for r in rows) / n if n else 0.0
+    roles: dict[str, list[int]] = {}
+    for r in rows:
+        for role, (total, ok) in r.get("turns", {}).items():
+            roles.setdefault(role, [0, 0])
+            roles[role][0] += total
+            roles[role][1] += ok
+    out["parse_rate"] = {role: ok / total for role, (total, ok) in roles.items() if total}
     for key in ("em", "f1"):
         if rows and key in rows[0]:
             out[key] = sum(r[key] for r in rows) / n
@@ -100,12 +121,19 @@ def _summarize(rows: list[dict]) -> dict:
 
 
 def markdown_table(result: dict) -> str:
-    lines = [f"# Evaluation ({result['agent']} agent)", "",
-             "| benchmark | category | n | accuracy | EM | F1 | alignment |", "|---|---|---|---|---|---|---|"]
+    constrain = result.get("constrain", "")
+    lines = [f"# Evaluation ({result['agent']} agent{', constrain ' + constrain if constrain else ''})", "",
+             "| benchmark | category | n | accuracy (95% CI) | EM | F1 | alignment | parse rate by role | calls/item | end reasons |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for bench, cats in result["benchmarks"].items():
         for cat, s in cats.items():
             fmt = lambda k: f"{s[k]:.3f}" if k in s else ""
-            lines.append(f"| {bench} | {cat} | {s['n']} | {s['accuracy']:.3f} | {fmt('em')} | {fmt('f1')} | {fmt('alignment')} |")
+            ci = s.get("ci95")
+            acc = f"{s['accuracy']:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+            parse = ", ".join(f"{r} {v:.2f}" for r, v in s.get("parse_rate", {}).items())
+            ends = ", ".join(f"{k} {v}" for k, v in s.get("end_reasons", {}).items())
+            lines.append(f"| {bench} | {cat} | {s['n']} | {acc} | {fmt('em')} | {fmt('f1')} | {fmt('alignment')} | "
+                         f"{parse} | {s.get('calls_per_item', 0):.2f} | {ends} |")
     for bench, note in result.get("notes", {}).items():
         lines.append(f"\n{bench}: {note}")
     return "\n".join(lines) + "\n"

@@ -17,6 +17,17 @@ POOLED = "all"
 _PUNCTUATION = set(string.punctuation)
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (it stays inside [0, 1] and is not degenerate
+    at 0 or n successes, unlike the normal approximation): (low, high); (0, 1) for n = 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def apibank_match(pred: list[ToolCall], gold: list[ToolCall]) -> bool:
     """ToolRL's API-Bank verdict (benchmarks/API-Bank evaluation, its "soft match").
 

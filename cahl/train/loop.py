@@ -76,7 +76,7 @@ def sft_pools(chat: ChatFormat, tasks: list[Task], roles, max_len: int) -> dict[
         if "flat" in roles:
             pools["flat"].append(flat_example(chat, task, once))
         if "planner" in roles:
-            pools["planner"].append(planner_example(chat, task))
+            pools["planner"].append(planner_example(chat, task, once))
         if "executor" in roles:
             pools["executor"] += executor_examples(chat, task, once)
     kept = {r: [e for e in ex if len(e[0]) <= max_len] for r, ex in pools.items()}

@@ -17,15 +17,34 @@ from cahl.agents.prompts import initial_messages, render_observations, render_re
 from cahl.types import Observation, Task, ToolCall
 
 
-def _describe(task: Task, call: ToolCall) -> str:
+def canonical_call(task: Task, call: ToolCall) -> ToolCall:
+    """`call` with its arguments in the order of the tool's schema properties (then any others), the
+    order the constrained grammar writes them in (agents/grammar.py)."""
     spec = next((t for t in task.tools if t.get("name") == call.name), {})
-    desc = (spec.get("description") or "").strip().split(". ")[0].rstrip(".")
+    order = list(((spec.get("parameters") or {}).get("properties") or {}))
+    rank = {k: i for i, k in enumerate(order)}
+    args = dict(sorted(call.arguments.items(), key=lambda kv: rank.get(kv[0], len(order))))
+    return ToolCall(call.name, args)
+
+
+def _describe(call: ToolCall) -> str:
+    """One step for the executor: the tool and every value, each written as JSON (so its type shows)."""
     args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call.arguments.items())
-    return f"{desc}: call {call.name} with {args}." if desc else f"Call {call.name} with {args}."
+    return f"Call {call.name} with {args}." if args else f"Call {call.name}."
 
 
-def oracle_subtasks(task: Task) -> list[str]:
-    return [_describe(task, c) for c in task.gold_calls or []]
+def oracle_steps(task: Task, ends_on_call: bool) -> list[list[ToolCall]]:
+    """The gold calls grouped into sub-tasks: one per call, or all in one where the benchmark scores
+    the first turn that calls (ends_on_call: BFCL, API-Bank's ToolRL protocol): the executor must
+    then make every call of the task in that one turn."""
+    calls = [canonical_call(task, c) for c in task.gold_calls or []]
+    if ends_on_call and calls:
+        return [calls]
+    return [[c] for c in calls]
+
+
+def oracle_subtasks(task: Task, ends_on_call: bool = False) -> list[str]:
+    return [" ".join(_describe(c) for c in step) for step in oracle_steps(task, ends_on_call)]
 
 
 def _results(task: Task) -> list[str]:
@@ -42,7 +61,7 @@ def _final_answer(task: Task) -> str:
     return "Done." if task.gold_calls else "None of the tools can do this."
 
 
-def _think(text: str, words: int = 25) -> str:
+def _think(text: str, words: int = 12) -> str:
     return " ".join(text.split()[:words])
 
 
@@ -65,24 +84,34 @@ def build_example(chat: ChatFormat, role: str, task_tools, dialogue, turns: list
     return ids, mask
 
 
-def planner_example(chat: ChatFormat, task: Task):
-    subtasks, results = oracle_subtasks(task), _results(task)
+def planner_example(chat: ChatFormat, task: Task, ends_on_call: bool = False):
+    """Delegate every step (its values in the sub-task), read each <result>, then answer. Where the
+    first calling turn ends the episode (ends_on_call) the one sub-task is the whole example."""
+    subtasks, results = oracle_subtasks(task, ends_on_call), _results(task)
     turns = []
-    for k, (sub, res) in enumerate(zip(subtasks, results)):
-        turns.append((f"<think>Step {k + 1} of {len(subtasks)}.</think>\n<subtask>{sub}</subtask>", render_result(res)))
-    turns.append(("<think>All steps are done.</think>\n<response>" + _final_answer(task) + "</response>", None))
+    for k, (sub, res) in enumerate(zip(subtasks, results if not ends_on_call else ["ok"])):
+        feedback = None if ends_on_call else render_result(res)
+        turns.append((f"<think>Step {k + 1} of {len(subtasks)}.</think>\n<subtask>{sub}</subtask>", feedback))
+    if not ends_on_call or not subtasks:
+        turns.append(("<think>Done.</think>\n<response>" + _final_answer(task) + "</response>", None))
     return build_example(chat, "planner", task.tools, task.messages, turns)
 
 
 def executor_examples(chat: ChatFormat, task: Task, ends_on_call: bool):
+    """Each sub-task's calls copied with their values and types; with tools that run, the result
+    after the observation."""
     out = []
-    for sub, call, res in zip(oracle_subtasks(task), task.gold_calls or [], _results(task)):
-        call_turn = f"<think>Use {call.name}.</think>\n<tool_call>\n{format_calls([call])}\n</tool_call>"
+    steps = oracle_steps(task, ends_on_call)
+    results = _results(task)
+    for k, (sub, calls) in enumerate(zip(oracle_subtasks(task, ends_on_call), steps)):
+        names = ", ".join(dict.fromkeys(c.name for c in calls))
+        call_turn = f"<think>Use {names}.</think>\n<tool_call>\n{format_calls(calls)}\n</tool_call>"
         if ends_on_call:
             turns = [(call_turn, None)]
         else:
-            obs = render_observations([Observation(call.name, res)])
-            turns = [(call_turn, obs), (f"<result>{call.name} returned {res}</result>", None)]
+            res = results[k]
+            obs = render_observations([Observation(calls[0].name, res)])
+            turns = [(call_turn, obs), (f"<think>Done.</think>\n<result>{res}</result>", None)]
         out.append(build_example(chat, "executor", task.tools, subtask_dialogue(sub), turns))
     return out
 
@@ -94,8 +123,8 @@ def flat_example(chat: ChatFormat, task: Task, ends_on_call: bool):
         original = original.split("<think>", 1)[1].split("</think>", 1)[0]
     else:
         original = ""
-    think = _think(original) or "I will use the tools."
-    calls = task.gold_calls or []
+    think = _think(original, 12) or "I will use the tools."
+    calls = [canonical_call(task, c) for c in task.gold_calls or []]
     if not calls:
         turns = [(f"<think>{think}</think>\n<response>{_final_answer(task)}</response>", None)]
     elif ends_on_call:
