@@ -59,6 +59,8 @@ def cmd_train(args) -> None:
     from cahl.train.dist import dist
     from cahl.train.loop import train
 
+    if args.restart and not args.resume:
+        raise CahlInputError("--restart goes with --resume: it says what to do when no checkpoint can be trusted")
     cfg = _config(args, [])
     run_dir = Path(cfg.out)
     agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
@@ -69,7 +71,7 @@ def cmd_train(args) -> None:
         evaluate(policies, chat, _eval_rollout(cfg, agent), cfg.train.eval_bench, cfg.train.eval_limit, run_dir,
                  cfg.data_dir or None, cfg.eval.batch_size, label="eval_before")
         del policies
-    train(cfg, resume=args.resume)
+    train(cfg, resume=args.resume, restart=args.restart)
     if not main_process:
         return
     if evaluating:
@@ -158,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="SFT warm start + GRPO (joint / separate / flat), then evaluate and report")
-    p.add_argument("--resume", action="store_true", help="continue from the newest verified checkpoint in --out")
+    p.add_argument("--resume", action="store_true", help="continue from the newest verified checkpoint in --out "
+                   "(where none passes verification: stop, naming them)")
+    p.add_argument("--restart", action="store_true", help="with --resume: where no checkpoint passes verification, "
+                   "start again from step 0 instead (its metrics and those checkpoints are replaced)")
     _common(p)
     p.set_defaults(func=cmd_train)
 

@@ -32,7 +32,7 @@ from cahl.envs.registry import make_env
 from cahl.rl.advantages import group_advantages
 from cahl.train import sharding
 from cahl.train.dist import dist
-from cahl.train.checkpoint import latest_checkpoint, load_state, save_checkpoint, set_rng_state
+from cahl.train.checkpoint import checkpoint_to_resume, load_state, save_checkpoint, saved_optimizer, set_rng_state
 from cahl.train.metrics import MetricsLogger
 from cahl.train.oracle import executor_examples, flat_example, oracle_subtasks, planner_example
 from cahl.train.update import grpo_step, sft_step
@@ -347,14 +347,15 @@ def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
     return ctx
 
 
-def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
-    """Run SFT + GRPO as configured; returns the run folder. `stop_after` ends early (for tests)."""
+def train(cfg, resume: bool = False, stop_after: int | None = None, restart: bool = False) -> Path:
+    """Run SFT + GRPO as configured; returns the run folder. `stop_after` ends early (for tests).
+    `restart`: with `resume`, start from step 0 where no checkpoint can be trusted (else an error)."""
     from cahl.config import to_dict
 
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     roles = SCHEDULE_ROLES[cfg.train.schedule]
-    ckpt = latest_checkpoint(run_dir) if resume else None
+    ckpt = checkpoint_to_resume(run_dir, restart) if resume else None
     if dist().is_main and dist().world > 1:  # a launch that silently ran one process shows here
         print(f"cahl: {dist().world} processes, {'sharded (FSDP2)' if dist().fsdp else 'replicated (DDP)'}")
     ctx = build_context(cfg, ckpt)
@@ -365,9 +366,9 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     if ckpt is not None:
         state = load_state(ckpt)
         for r in roles:
-            sharding.load_optimizer_state(ctx.policies, r, ctx.optimizers[r], torch.load(ckpt / f"optim_{r}.pt"))
-            if (ckpt / f"optim_sft_{r}.pt").is_file():
-                sharding.load_optimizer_state(ctx.policies, r, ctx.sft_optimizers[r], torch.load(ckpt / f"optim_sft_{r}.pt"))
+            sharding.load_optimizer_state(ctx.policies, r, ctx.optimizers[r], saved_optimizer(ckpt, r))
+            if (sft := saved_optimizer(ckpt, f"sft_{r}", optional=True)) is not None:
+                sharding.load_optimizer_state(ctx.policies, r, ctx.sft_optimizers[r], sft)
         set_rng_state(state["rng"])
         ctx.counters = Counter(state["counters"])
         start = state["step"]
