@@ -51,10 +51,10 @@ from cahl.envs.search import BM25Backend, SearchEnv
 from cahl.envs.synth import SynthEnv, generate_tasks
 from cahl.rewards.hierarchy import RewardConfig, executor_reward, score_episodes
 from cahl.testing import adapter_digest, metric_lines, train_args
-from cahl.types import Episode, Observation, ParsedOutput, RewardResult, Task, ToolCall, ToolSpec, Trajectory, Turn
+from cahl.types import (MAX_OBSERVATION_TEXT, Episode, Observation, ParsedOutput, RewardResult, Task, ToolCall, ToolSpec,
+                        Trajectory, Turn)
 
 STATUSES = {"ok", "no_tags", "invalid_call", "truncated", "repeated_tag"}
-MAX_OBSERVATION_TEXT = 4096  # name + content of one observation: what one call may add to the context
 MAX_STEP_SECONDS = 3.0  # one env.step on one call: the 2 s tool time limit plus slack
 
 DOCS = [
