@@ -30,16 +30,17 @@ def _config(args, extra: list[str]):
 
 def cmd_eval(args) -> None:
     from cahl.agents.build import build_policies
-    from cahl.eval.harness import evaluate
+    from cahl.eval.harness import evaluate, load_bench_tasks
 
     extra = [f"model.name={args.model}"] if args.model else []
     for key, value in [("bench", args.bench), ("limit", args.limit), ("agent", args.agent)]:
         if value is not None:
             extra.append(f"eval.{key}={value}")
     cfg = _config(args, extra)
+    groups = load_bench_tasks(cfg.eval.bench, cfg.eval.limit, cfg.data_dir or None)  # a missing file: before the model
     policies, chat = build_policies(cfg.model, adapters=args.adapters)
-    result = evaluate(policies, chat, _eval_rollout(cfg, cfg.eval.agent), cfg.eval.bench, cfg.eval.limit, cfg.out, cfg.data_dir or None,
-                      cfg.eval.batch_size)
+    result = evaluate(policies, chat, _eval_rollout(cfg, cfg.eval.agent), cfg.eval.bench, cfg.eval.limit, cfg.out,
+                      cfg.data_dir or None, cfg.eval.batch_size, groups=groups)
     print(Path(cfg.out, "eval.md").read_text())
     print(f"wrote {Path(cfg.out, 'eval.json')} ({result['seconds']} s)")
 
@@ -98,12 +99,18 @@ def cmd_rollout(args) -> None:
     from cahl.agents.chat import ChatFormat
     from cahl.agents.rollout import Rollout
     from cahl.envs.registry import make_env
-    from cahl.train.loop import training_tasks
+    from cahl.train.loop import SCHEDULE_ROLES, training_tasks
 
+    if args.n < 1:
+        raise CahlInputError(f"--n: expected a number of tasks >= 1, got {args.n}")
     cfg = _config(args, [])
-    policies = PolicySet.from_checkpoint(cfg.model, args.adapters) if args.adapters else PolicySet.create(cfg.model)
+    # The agent and its policies follow train.schedule, as in `cahl train` (rollout.agent is what the
+    # training loop sets per step; its default, flat, has no policy in a hierarchy's PolicySet).
+    agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
     tasks = training_tasks(cfg)[: args.n]
-    rollout = Rollout(policies, ChatFormat(policies.tokenizer), cfg.rollout)
+    policies = (PolicySet.from_checkpoint(cfg.model, args.adapters) if args.adapters
+                else PolicySet.create(cfg.model, roles=SCHEDULE_ROLES[cfg.train.schedule]))
+    rollout = Rollout(policies, ChatFormat(policies.tokenizer), dataclasses.replace(cfg.rollout, agent=agent))
     t0 = time.perf_counter()
     episodes = rollout.run(tasks, make_env)
     wall = time.perf_counter() - t0

@@ -209,7 +209,7 @@ def score(episodes, reward_cfg, agent: str) -> dict:
     Executor-only episodes (the separate schedule's stage 1) are scored against their oracle call;
     the metric names match score_episodes' (reward/{role}, reward/{role}/{component}, success/{role}).
     """
-    from cahl.rewards.hierarchy import executor_reward, score_episodes
+    from cahl.rewards.hierarchy import executor_reward, load_callable, score_episodes
 
     if agent == "executor":
         for ep in episodes:
@@ -234,19 +234,6 @@ def score(episodes, reward_cfg, agent: str) -> dict:
     lengths = [len(t.ids) - t.prompt_len for ep in episodes for t in ep.trajectories]
     metrics["length/mean_completion_tokens"] = sum(lengths) / max(len(lengths), 1)
     return metrics
-
-
-def load_callable(path: str, key: str):
-    """'package.module:function' -> the function (a plain import: no code from data is executed)."""
-    import importlib
-
-    from cahl.types import CahlInputError
-
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise CahlInputError(f"config key {key!r}: cannot load {path!r} (expected 'module:function'): {e}") from e
 
 
 def _reward_metrics(episodes) -> dict:
