@@ -30,16 +30,17 @@ def _config(args, extra: list[str]):
 
 def cmd_eval(args) -> None:
     from cahl.agents.build import build_policies
-    from cahl.eval.harness import evaluate
+    from cahl.eval.harness import evaluate, load_bench_tasks
 
     extra = [f"model.name={args.model}"] if args.model else []
     for key, value in [("bench", args.bench), ("limit", args.limit), ("agent", args.agent)]:
         if value is not None:
             extra.append(f"eval.{key}={value}")
     cfg = _config(args, extra)
+    groups = load_bench_tasks(cfg.eval.bench, cfg.eval.limit, cfg.data_dir or None)  # a missing file: before the model
     policies, chat = build_policies(cfg.model, adapters=args.adapters)
-    result = evaluate(policies, chat, _eval_rollout(cfg, cfg.eval.agent), cfg.eval.bench, cfg.eval.limit, cfg.out, cfg.data_dir or None,
-                      cfg.eval.batch_size)
+    result = evaluate(policies, chat, _eval_rollout(cfg, cfg.eval.agent), cfg.eval.bench, cfg.eval.limit, cfg.out,
+                      cfg.data_dir or None, cfg.eval.batch_size, groups=groups)
     print(Path(cfg.out, "eval.md").read_text())
     print(f"wrote {Path(cfg.out, 'eval.json')} ({result['seconds']} s)")
 
@@ -60,6 +61,8 @@ def cmd_train(args) -> None:
     from cahl.train.dist import dist
     from cahl.train.loop import train
 
+    if args.restart and not args.resume:
+        raise CahlInputError("--restart goes with --resume: it says what to do when no checkpoint can be trusted")
     cfg = _config(args, [])
     run_dir = Path(cfg.out)
     agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
@@ -70,7 +73,7 @@ def cmd_train(args) -> None:
         evaluate(policies, chat, _eval_rollout(cfg, agent), cfg.train.eval_bench, cfg.train.eval_limit, run_dir,
                  cfg.data_dir or None, cfg.eval.batch_size, label="eval_before")
         del policies
-    train(cfg, resume=args.resume)
+    train(cfg, resume=args.resume, restart=args.restart)
     if not main_process:
         return
     if evaluating:
@@ -97,12 +100,18 @@ def cmd_rollout(args) -> None:
     from cahl.agents.chat import ChatFormat
     from cahl.agents.rollout import Rollout
     from cahl.envs.registry import make_env
-    from cahl.train.loop import training_tasks
+    from cahl.train.loop import SCHEDULE_ROLES, training_tasks
 
+    if args.n < 1:
+        raise CahlInputError(f"--n: expected a number of tasks >= 1, got {args.n}")
     cfg = _config(args, [])
-    policies = PolicySet.from_checkpoint(cfg.model, args.adapters) if args.adapters else PolicySet.create(cfg.model)
+    # The agent and its policies follow train.schedule, as in `cahl train` (rollout.agent is what the
+    # training loop sets per step; its default, flat, has no policy in a hierarchy's PolicySet).
+    agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
     tasks = training_tasks(cfg)[: args.n]
-    rollout = Rollout(policies, ChatFormat(policies.tokenizer), cfg.rollout)
+    policies = (PolicySet.from_checkpoint(cfg.model, args.adapters) if args.adapters
+                else PolicySet.create(cfg.model, roles=SCHEDULE_ROLES[cfg.train.schedule]))
+    rollout = Rollout(policies, ChatFormat(policies.tokenizer), dataclasses.replace(cfg.rollout, agent=agent))
     t0 = time.perf_counter()
     episodes = rollout.run(tasks, make_env)
     wall = time.perf_counter() - t0
@@ -159,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="SFT warm start + GRPO (joint / separate / flat), then evaluate and report")
-    p.add_argument("--resume", action="store_true", help="continue from the newest verified checkpoint in --out")
+    p.add_argument("--resume", action="store_true", help="continue from the newest verified checkpoint in --out "
+                   "(where none passes verification: stop, naming them)")
+    p.add_argument("--restart", action="store_true", help="with --resume: where no checkpoint passes verification, "
+                   "start again from step 0 instead (its metrics and those checkpoints are replaced)")
     _common(p)
     p.set_defaults(func=cmd_train)
 

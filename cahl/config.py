@@ -8,6 +8,7 @@ in the dataclass that owns it (docs/config.md is generated from these comments' 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,15 +17,13 @@ from typing import Any
 
 import yaml
 
+from cahl import checks
 from cahl.agents.rollout import RolloutConfig
+from cahl.checks import require as _require
+from cahl.envs.synth.generate import MAX_DISTRACTORS, MAX_STEPS
 from cahl.experiment import ExperimentConfig
 from cahl.rewards.hierarchy import RewardConfig
 from cahl.types import CahlInputError
-
-
-def _require(ok: bool, key: str, expected: str, got) -> None:
-    if not ok:
-        raise CahlInputError(f"config key {key!r}: expected {expected}, got {got!r}")
 
 
 @dataclass
@@ -60,6 +59,17 @@ class ModelConfig:
                  self.dtype)
         _require(self.sample_dtype in ("", "auto", "float32", "bfloat16", "float16"), "model.sample_dtype",
                  "'', auto, float32, bfloat16 or float16", self.sample_dtype)
+        checks.text(self.name, "model.name", "'embedded', an HF model id or a local path")
+        _require(re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None, "model.device", "cpu, cuda, cuda:N or mps",
+                 self.device)
+        checks.integer(self.lora_r, "model.lora_r", 1)
+        checks.integer(self.lora_alpha, "model.lora_alpha", 1)
+        checks.number(self.lora_dropout, "model.lora_dropout", 0, 1, high_open=True)
+        checks.items(self.lora_targets, None, "model.lora_targets")
+        for i, target in enumerate(self.lora_targets):
+            checks.text(target, f"model.lora_targets[{i}]", "a module name")
+        checks.integer(self.threads, "model.threads", 0)
+        checks.integer(self.max_batch, "model.max_batch", 1)
 
 
 @dataclass
@@ -75,8 +85,13 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _require(self.agent in ("flat", "hierarchical"), "eval.agent", "flat or hierarchical", self.agent)
-        _require(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
-        _require(self.constrain in ("off", "protocol", "tools"), "eval.constrain", "off, protocol or tools", self.constrain)
+        checks.bench_spec(self.bench, "eval.bench")
+        checks.integer(self.limit, "eval.limit", 0)  # -3 took tasks[:-3]: 122 of Bamboogle's 125, silently
+        checks.integer(self.batch_size, "eval.batch_size", 1)
+        checks.number(self.temperature, "eval.temperature", 0)
+        checks.integer(self.max_new_tokens, "eval.max_new_tokens", 1)
+        checks.integer(self.search_k, "eval.search_k", 1)
+        checks.one_of(self.constrain, ("off", "protocol", "tools"), "eval.constrain")
 
 
 @dataclass
@@ -98,6 +113,7 @@ class SFTConfig:
                      "an integer >= 0", n)
         _require(self.batch_size >= 1, "sft.batch_size", "an integer >= 1", self.batch_size)
         _require(self.max_len >= 1, "sft.max_len", "an integer >= 1", self.max_len)
+        checks.number(self.lr, "sft.lr", 0, low_open=True)
 
     def steps_of(self, role: str) -> int:
         return self.role_steps.get(role, self.steps)
@@ -149,11 +165,23 @@ class TrainConfig:
         _require(self.steps >= 0, "train.steps", "an integer >= 0", self.steps)
         _require(self.tasks_per_step >= 1, "train.tasks_per_step", "an integer >= 1", self.tasks_per_step)
         _require(self.task_pool >= 0, "train.task_pool", "an integer >= 0", self.task_pool)
-        _require(all(d in ("synth", "toolrl") for d in self.data), "train.data", "a list of synth / toolrl", self.data)
-        _require(0 <= self.eps_low < 1 and self.eps_high >= 0, "train.eps_low/eps_high",
-                 "0 <= eps_low < 1 and eps_high >= 0", (self.eps_low, self.eps_high))
         _require(self.max_tokens >= 1, "train.max_tokens", "an integer >= 1", self.max_tokens)
         _require(self.policy_epochs >= 1, "train.policy_epochs", "an integer >= 1", self.policy_epochs)
+        checks.items(self.data, ("synth", "toolrl"), "train.data")
+        checks.integer(self.n_synth, "train.n_synth", 1 if "synth" in self.data else 0)
+        checks.integer(self.n_toolrl, "train.n_toolrl", 0)
+        _require(1 <= self.synth_min_steps <= self.synth_max_steps <= MAX_STEPS, "train.synth_min_steps/synth_max_steps",
+                 f"1 <= synth_min_steps <= synth_max_steps <= {MAX_STEPS}", (self.synth_min_steps, self.synth_max_steps))
+        _require(0 <= self.synth_distractors <= MAX_DISTRACTORS, "train.synth_distractors",
+                 f"an integer in 0..{MAX_DISTRACTORS}", self.synth_distractors)
+        checks.number(self.lr_planner, "train.lr_planner", 0, low_open=True)
+        checks.number(self.lr_executor, "train.lr_executor", 0, low_open=True)
+        checks.number(self.eps_low, "train.eps_low", 0, 1, high_open=True)
+        checks.number(self.eps_high, "train.eps_high", 0)
+        checks.number(self.kl_beta, "train.kl_beta", 0)
+        checks.number(self.grad_clip, "train.grad_clip", 0, low_open=True)
+        checks.bench_spec(self.eval_bench, "train.eval_bench", allow_empty=True)
+        checks.integer(self.eval_limit, "train.eval_limit", 0)
 
 
 @dataclass
@@ -168,6 +196,12 @@ class RunConfig:
     data_dir: str = ""  # data folder (apibank/, bamboogle/, toolrl/); "" = $CAHL_DATA_DIR or ../shared/data
     out: str = "runs/latest"  # output folder
     seed: int = 0  # seeds data generation, sampling, batches and initialisation
+
+    def __post_init__(self) -> None:
+        checks.text(self.out, "out", "an output folder")
+        if self.data_dir:  # "" resolves to $CAHL_DATA_DIR or ../shared/data where data is read
+            _require(Path(self.data_dir).expanduser().is_dir(), "data_dir",
+                     "an existing folder holding apibank/, bamboogle/ and toolrl/ (--data-dir)", self.data_dir)
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:
@@ -229,6 +263,33 @@ def from_dict(cls, data: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+class _Loader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML keeps the last one silently)."""
+
+
+def _unique_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            seen = first.get(key)
+        except TypeError:  # an unhashable key: construct_mapping says so itself
+            continue
+        if seen is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one section (first on line {seen}); remove one",
+                key_node.start_mark)
+        first[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`key.sub=value` -> (["key", "sub"], value); the value is read as YAML (`3`, `[a, b]`, `null`)."""
     if "=" not in text:
@@ -237,7 +298,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not raw.strip():
         return key.strip().split("."), ""
     try:
-        return key.strip().split("."), yaml.safe_load(raw)
+        return key.strip().split("."), _yaml(raw)
     except yaml.YAMLError as e:
         raise CahlInputError(f"override {text!r}: the value of config key {key.strip()!r} is not valid YAML "
                              f"(quote it to pass text): {e}") from e
@@ -250,8 +311,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=R
         p = Path(path)
         if not p.is_file():
             raise CahlInputError(f"config file {p} does not exist")
+        raw = p.read_bytes()
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1
+            raise CahlInputError(f"{p}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+        try:
+            data = _yaml(text) or {}
         except yaml.YAMLError as e:
             raise CahlInputError(f"{p}: invalid YAML ({e})") from e
         if not isinstance(data, dict):

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cahl import checks
+
 ARMS = ("raw", "sft", "flat", "separate", "joint", "joint_no_align")
 
 
@@ -40,6 +42,14 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one run per arm and seed
     bench: str = "bfcl_v3:simple+multiple+parallel+live_simple,api_bank:level-1+level-2,bamboogle,synth_unseen"  # held-out evaluation
     eval_limit: int = 10  # items per benchmark category
+
+    def __post_init__(self) -> None:
+        checks.items(self.arms, ARMS, "experiment.arms")
+        checks.items(self.seeds, None, "experiment.seeds")
+        for i, seed in enumerate(self.seeds):
+            checks.integer(seed, f"experiment.seeds[{i}]", 0)
+        checks.bench_spec(self.bench, "experiment.bench")
+        checks.integer(self.eval_limit, "experiment.eval_limit", 0)
 
 
 def arm_config(cfg, arm: str, seed: int, out: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,17 +39,34 @@ def require_file(path: Path, source: str) -> Path:
 
 
 def read_json(path: Path) -> Any:
+    """One JSON document; errors (not UTF-8, invalid, nested past the parser's limit) name file:line."""
+    raw = Path(path).read_bytes()
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CahlInputError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise CahlInputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
+    except RecursionError:
+        raise CahlInputError(f"{path}: JSON nested too deeply to read (arrays/objects more than "
+                             f"~{sys.getrecursionlimit()} levels deep)") from None
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line_number, object) for each non-blank line; a bad line raises naming file:line."""
-    with open(path, encoding="utf-8") as f:
-        yield from parse_jsonl(f, str(path))
+    with open(path, "rb") as f:
+        yield from parse_jsonl(_utf8_lines(f, path), str(path))
+
+
+def _utf8_lines(lines, path: Path) -> Iterator[str]:
+    for lineno, raw in enumerate(lines, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CahlInputError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
 
 
 def parse_jsonl(lines, where: str) -> Iterator[tuple[int, dict]]:
@@ -60,6 +78,9 @@ def parse_jsonl(lines, where: str) -> Iterator[tuple[int, dict]]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise CahlInputError(f"{where}:{lineno}: invalid JSON ({e.msg})") from e
+        except RecursionError:
+            raise CahlInputError(f"{where}:{lineno}: JSON nested too deeply to read (arrays/objects more than "
+                                 f"~{sys.getrecursionlimit()} levels deep)") from None
         if not isinstance(obj, dict):
             raise CahlInputError(f"{where}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj

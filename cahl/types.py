@@ -80,13 +80,30 @@ class DataMissingError(FileNotFoundError):
     """A data file is absent: the message names the path and where to get it."""
 
 
+MAX_OBSERVATION_TEXT = 4096  # characters of name + content: what one tool call may add to the context
+MAX_OBSERVATION_NAME = 80  # a tool name is shown at most this long (a model-written one can be 10k characters)
+TRUNCATED = "...[truncated]"
+
+
 @dataclass
 class Observation:
-    """What the environment returns for one tool call: text for the model, and whether it failed."""
+    """What the environment returns for one tool call: text for the model, and whether it failed.
+
+    Bounded here, the one place every environment's observations pass through, error branches
+    included (an API-Bank error quoting a 10,000-character argument came back whole): name and
+    content together hold at most MAX_OBSERVATION_TEXT characters, a cut content ends in TRUNCATED.
+    """
 
     name: str
     content: str
     ok: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.name) > MAX_OBSERVATION_NAME:
+            self.name = self.name[:MAX_OBSERVATION_NAME]
+        room = MAX_OBSERVATION_TEXT - len(self.name)
+        if len(self.content) > room:
+            self.content = self.content[:room - len(TRUNCATED)] + TRUNCATED
 
 
 END_REASONS = ("answered", "max_turns", "context_overflow", "invalid_output_limit", "tool_error_limit")

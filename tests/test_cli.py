@@ -3,6 +3,9 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from cahl.data.bfcl import load_bfcl
 from cahl.testing import tiny_model
@@ -48,3 +51,63 @@ def test_eval_writes_items_and_table(tmp_path):
 def test_unknown_config_key_is_a_clear_error(tmp_path):
     out = _cahl("eval", "--model", "embedded", "--out", str(tmp_path), "rollout.temprature=0.5")
     assert out.returncode == 2 and "rollout.temprature" in out.stderr
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_rollout_takes_its_agent_from_the_schedule_on_the_quickstart_config(tmp_path):
+    """Before: "unknown policy role 'flat'": rollout.agent defaults to flat while the command built
+    the hierarchy's policies; `cahl train` takes the agent from train.schedule."""
+    model = tiny_model(tmp_path / "tiny")
+    dump = tmp_path / "rollouts.jsonl"
+    out = _cahl("rollout", "--config", str(REPO / "configs" / "quickstart.yaml"), "--n", "2", "--dump", str(dump),
+                f"model.name={model}", "model.threads=1", "rollout.max_new_tokens=16")
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert len({r["task_id"] for r in rows}) == 2 and {r["role"] for r in rows} <= {"planner", "executor"}
+    assert sum(r["role"] == "planner" for r in rows) == 2 * 4  # rollout.plans_per_task: 4 in the quickstart
+    assert "invariant problems: 0" in out.stdout
+
+
+def test_score_with_a_missing_predictions_file_names_it(tmp_path):
+    """Before: a FileNotFoundError traceback."""
+    out = _cahl("score", "bfcl", "--predictions", str(tmp_path / "missing.jsonl"))
+    assert out.returncode == 2 and f"predictions file {tmp_path / 'missing.jsonl'} does not exist" in out.stderr
+
+
+def test_a_predictions_line_nested_100k_deep_names_file_and_line(tmp_path):
+    """Before: a RecursionError traceback."""
+    preds = tmp_path / "deep.jsonl"
+    preds.write_text('{"id": "simple_0", "category": "simple", "calls": []}\n'
+                     '{"id": "simple_1", "category": "simple", "calls": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    out = _cahl("score", "bfcl", "--predictions", str(preds))
+    assert out.returncode == 2 and f"{preds}:2: JSON nested too deeply" in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bench", "bfcl_v9:simple"], "unknown benchmark 'bfcl_v9'"),
+    (["--bench", "bamboogle", "--data-dir", "/no/such/folder"], "'data_dir'"),
+], ids=["unknown-bench", "missing-data-dir"])
+def test_eval_reports_a_bad_bench_or_data_dir_before_the_model_loads(args, message, tmp_path, monkeypatch, capsys):
+    """Before: both were found after the model had loaded (minutes, with a large model)."""
+    import cahl.agents.build
+    from cahl.cli import main
+
+    def no_model(*a, **kw):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(cahl.agents.build, "build_policies", no_model)
+    assert main(["eval", "--model", "embedded", "--out", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_data_file_missing_from_the_data_dir_is_reported_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    import cahl.agents.build
+    from cahl.cli import main
+
+    monkeypatch.setattr(cahl.agents.build, "build_policies", lambda *a, **kw: pytest.fail("the model was loaded"))
+    (tmp_path / "data").mkdir()
+    assert main(["eval", "--model", "embedded", "--bench", "bamboogle", "--data-dir", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "ev")]) == 2
+    assert "missing data file" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Config loading: YAML + overrides, strict keys and types, errors that name the key."""
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,3 +157,62 @@ def test_field_comment_continuation_lines_join_the_field():
     text = config_docs()
     assert "shows learning rather than the spread between tasks |" in text  # train.task_pool's second line
     assert "| `train.policy_epochs` | int | `1` |" in text
+
+
+# -- values that load but cannot run: rejected at load, before any model loads ----------------------
+CANNOT_RUN = [  # (override, the key the error must name)
+    ("train.lr_planner=nan", "train.lr_planner"), ("train.lr_executor=-1e-4", "train.lr_executor"),
+    ("sft.lr=.nan", "sft.lr"), ("sft.lr=0", "sft.lr"), ("train.kl_beta=-0.1", "train.kl_beta"),
+    ("train.grad_clip=.inf", "train.grad_clip"), ("train.eps_high=nan", "train.eps_high"),
+    ("rollout.temperature=-1", "rollout.temperature"), ("rollout.top_p=0", "rollout.top_p"),
+    ("rollout.top_p=1.5", "rollout.top_p"), ("rollout.seed=-1", "rollout.seed"),
+    ("eval.temperature=nan", "eval.temperature"), ("eval.limit=-3", "eval.limit"),
+    ("eval.max_new_tokens=0", "eval.max_new_tokens"), ("eval.search_k=0", "eval.search_k"),
+    ("reward.w_fmt=nan", "reward.w_fmt"), ("reward.w_align=.nan", "reward.w_align"), ("reward.w_len=-1", "reward.w_len"),
+    ("reward.w_custom=nan", "reward.w_custom"), ("reward.success_threshold=7", "reward.success_threshold"),
+    ("reward.custom=no_such_module:fn", "reward.custom"), ("reward.custom=cahl.testing:no_such_fn", "reward.custom"),
+    ("reward.custom=cahl.testing:EMBEDDED", "reward.custom"),
+    ("experiment.arms=[joint, jointt]", "experiment.arms[1]"), ("experiment.arms=[]", "experiment.arms"),
+    ("experiment.arms=[joint, joint]", "experiment.arms"), ("experiment.seeds=[]", "experiment.seeds"),
+    ("experiment.seeds=[0, -1]", "experiment.seeds[1]"), ("experiment.bench=bfcl_v9", "experiment.bench"),
+    ("experiment.eval_limit=-1", "experiment.eval_limit"),
+    ("model.max_batch=0", "model.max_batch"), ("model.lora_r=0", "model.lora_r"), ("model.lora_alpha=0", "model.lora_alpha"),
+    ("model.lora_dropout=1", "model.lora_dropout"), ("model.lora_targets=[]", "model.lora_targets"),
+    ("model.threads=-1", "model.threads"), ("model.device=gpu", "model.device"), ("model.name=", "model.name"),
+    ("train.data=[]", "train.data"), ("train.n_synth=0", "train.n_synth"), ("train.synth_max_steps=9", "train.synth_min_steps"),
+    ("train.synth_distractors=-1", "train.synth_distractors"), ("train.eval_bench=bfcl_v3:nope", "train.eval_bench"),
+    ("train.eval_limit=-2", "train.eval_limit"), ("eval.bench=bfcl_v9", "eval.bench"), ("eval.bench=", "eval.bench"),
+    ("out=", "out"), ("out='  '", "out"), ("data_dir=/no/such/folder", "data_dir"),
+]
+
+
+@pytest.mark.parametrize("override, key", CANNOT_RUN, ids=[o for o, _ in CANNOT_RUN])
+def test_a_value_that_cannot_run_is_rejected_at_load_naming_the_key(override, key):
+    """Before: each of these loaded; e.g. eval.limit=-3 then scored 122 of Bamboogle's 125 items,
+    and a reward.custom that does not import failed at the first GRPO step, after SFT."""
+    with pytest.raises(CahlInputError) as e:
+        load_config(None, [override])
+    assert key in str(e.value) and re.search(r"expected|known:|categories:", str(e.value)), str(e.value)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_shipped_configs_pass_every_check(path):
+    load_config(path)
+
+
+def test_a_key_given_twice_in_a_yaml_section_is_named_with_its_lines(tmp_path):
+    """Before: YAML kept the last value without a word."""
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr_planner: 1.0e-4\n  steps: 3\n  lr_planner: 5.0e-4\n")
+    with pytest.raises(CahlInputError, match=r"(?s)run.yaml.*'lr_planner' appears twice in one section \(first on line 2\)"
+                                             r".*line 4"):
+        load_config(path)
+
+
+def test_a_config_file_that_is_not_utf8_names_file_and_line(tmp_path):
+    """Before: UnicodeDecodeError."""
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"model:\n  name: caf\xe9\n")
+    with pytest.raises(CahlInputError, match=r"run.yaml:2: not UTF-8 text"):
+        load_config(path)

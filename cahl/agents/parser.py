@@ -22,6 +22,10 @@ TAGS = ("think", "tool_call", "response", "subtask", "result")
 ONCE_TAGS = TAGS  # each tag may appear at most once per turn (format rewards rely on it)
 MAX_LITERAL_CHARS = 20_000  # literal_eval on bigger text risks deep recursion / slow parsing
 MAX_CALLS = 64
+# Containers nested in one call's arguments (the arguments object is level 1). JSON parses ~990
+# levels, but forking an env (deepcopy), dumping a trajectory (asdict) and comparing values recurse
+# once per level each, from inside other frames: past this cap the arguments are not a call.
+MAX_ARGUMENT_DEPTH = 64
 
 _TAG_RE = re.compile(r"<(/?)(" + "|".join(TAGS) + r")>")
 _FENCE_RE = re.compile(r"```[a-zA-Z]*")
@@ -119,7 +123,11 @@ def parse_calls(block: str) -> tuple[list[ToolCall], list[str]]:
             break
         value, end = _decode_lenient(block, start)
         if end <= start:
-            errors.append(f"not valid JSON: {block[start:start + 80]!r}")
+            if _bracket_depth(block, start) > MAX_ARGUMENT_DEPTH:  # json gives up near Python's recursion limit
+                errors.append(f"brackets nested more than {MAX_ARGUMENT_DEPTH} levels deep (not a call): "
+                              f"{block[start:start + 40]!r}")
+            else:
+                errors.append(f"not valid JSON: {block[start:start + 80]!r}")
             break
         for item in value if isinstance(value, list) else [value]:
             if len(calls) == MAX_CALLS:
@@ -128,10 +136,27 @@ def parse_calls(block: str) -> tuple[list[ToolCall], list[str]]:
             call = to_call(item)
             if call is None:
                 errors.append(f"not a call object (need name and arguments): {str(item)[:80]!r}")
+            elif nesting_depth(call.arguments, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
+                errors.append(f"arguments of {call.name[:80]!r} nested more than {MAX_ARGUMENT_DEPTH} levels deep "
+                              "(not a call)")
             else:
                 calls.append(call)
         i = end
     return calls, errors
+
+
+def nesting_depth(value, limit: int) -> int:
+    """Levels of lists and dicts in `value` (a scalar is 0, {} is 1), counted without recursion and
+    only up to limit + 1."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _outside_text(text: str) -> str:
@@ -204,6 +229,22 @@ def _scan(text: str, start: int = 0):
             if ch in "\"'":
                 quote = ch
             yield j, ch, False
+
+
+def _bracket_depth(text: str, start: int) -> int:
+    """The deepest bracket nesting from `start` to where its first bracket closes, outside quoted strings."""
+    depth = deepest = 0
+    for _, ch, quoted in _scan(text, start):
+        if quoted:
+            continue
+        if ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                break
+    return deepest
 
 
 def _drop_trailing_commas(text: str) -> str:

@@ -99,8 +99,12 @@ def read_policy_meta(directory: str | Path) -> dict:
     if not isinstance(meta, dict):
         raise CahlInputError(f"{path}: expected a JSON object")
     require_keys(meta, ["mode", "roles", "adapters"], str(path))
-    if not isinstance(meta["roles"], list):
-        raise CahlInputError(f"{path}: key 'roles': expected a list of role names, got {meta['roles']!r}")
+    if meta["mode"] not in MODES:
+        raise CahlInputError(f"{path}: key 'mode': expected one of {list(MODES)}, got {meta['mode']!r:.80}")
+    if not (isinstance(meta["roles"], list) and meta["roles"] and all(isinstance(r, str) for r in meta["roles"])):
+        raise CahlInputError(f"{path}: key 'roles': expected a list of role names, got {meta['roles']!r:.80}")
+    if not isinstance(meta.get("base_model", ""), str):
+        raise CahlInputError(f"{path}: key 'base_model': expected the base model's name, got {meta['base_model']!r:.80}")
     expected = role_adapters(meta["mode"], tuple(meta["roles"]))
     if meta["adapters"] != expected:
         raise CahlInputError(f"{path}: key 'adapters' is {meta['adapters']!r}, expected {expected} "
@@ -109,6 +113,17 @@ def read_policy_meta(directory: str | Path) -> dict:
         for name in ("adapter_config.json", "adapter_model.safetensors"):
             require_file(directory / adapter / name, f"PolicySet.save of adapter {adapter!r}")
     return meta
+
+
+def check_base_model(saved: str | None, configured: str, where: Path) -> None:
+    """Adapters load onto the base model they were trained on (the same name, or the same local
+    folder); another base would load them without a word and run a different model."""
+    if saved is None or saved == configured:
+        return
+    if Path(saved).is_dir() and Path(configured).is_dir() and Path(saved).resolve() == Path(configured).resolve():
+        return
+    raise CahlInputError(f"{where}: these adapters were trained on base model {saved!r}, but model.name is "
+                         f"{configured!r}; load them with model.name={saved} (cahl eval: --model {saved})")
 
 
 class RoleBackend:
@@ -176,6 +191,7 @@ class PolicySet:
 
         meta = read_policy_meta(directory)
         folder = Path(directory)
+        check_base_model(meta.get("base_model"), model_cfg.name, folder / POLICY_FILE)
         return cls._assemble(
             model_cfg, meta["mode"], tuple(meta["roles"]),
             lambda base, adapter: PeftModel.from_pretrained(base, str(folder / adapter), adapter_name=adapter,

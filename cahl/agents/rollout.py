@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
+from cahl import checks
 from cahl.agents.chat import ChatFormat, valid_text
 from cahl.agents.decoder import Sampler
 from cahl.agents.generation import GenerationBackend, HFBackend
@@ -91,6 +92,10 @@ def check_config(cfg: RolloutConfig) -> None:
     if not isinstance(cfg.max_context, int) or cfg.max_context <= cfg.max_new_tokens:
         raise CahlInputError(f"rollout.max_context: expected an integer > rollout.max_new_tokens "
                              f"({cfg.max_new_tokens}), got {cfg.max_context!r}")
+    # temperature -1 or top_p 0 would sample nothing sensible (or divide by zero) in every decode
+    checks.number(cfg.temperature, "rollout.temperature", 0)
+    checks.number(cfg.top_p, "rollout.top_p", 0, 1, low_open=True)
+    checks.integer(cfg.seed, "rollout.seed", 0)
 
 
 class Policies(Protocol):

@@ -184,8 +184,9 @@ def _described_tools(instruction: str, where: str) -> list[ToolSpec]:
     for line in instruction.split("API descriptions:", 1)[1].strip().split("\n"):
         try:
             desc = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CahlInputError(f"{where}: API description is not JSON ({e.msg}): {line[:80]!r}") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise CahlInputError(f"{where}: API description is not JSON ({getattr(e, 'msg', 'nested too deeply')}): "
+                                 f"{line[:80]!r}") from None
         tools.append(_api_description_tool(desc, where))
     return tools
 
@@ -194,7 +195,7 @@ def _searcher_tools(result: str, where: str) -> list[ToolSpec]:
     """ToolSearcher's result: one API description dict or a list of them, as a Python literal."""
     try:
         found = ast.literal_eval(result)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
         raise CahlInputError(f"{where}: ToolSearcher result is not a literal: {result[:80]!r}") from None
     found = found if isinstance(found, list) else [found]
     return [_api_description_tool(desc, where) for desc in found]

@@ -144,8 +144,9 @@ def parse_target(text: str, where: str) -> tuple[list[ToolCall], str | None]:
 def _call_from_json(line: str, where: str) -> ToolCall:
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise CahlInputError(f"{where}: tool_call line is not JSON ({e.msg}): {line[:80]!r}") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CahlInputError(f"{where}: tool_call line is not JSON ({getattr(e, 'msg', 'nested too deeply')}): "
+                             f"{line[:80]!r}") from None
     if not (isinstance(obj, dict) and isinstance(obj.get("name"), str) and isinstance(obj.get("parameters"), dict)):
         raise CahlInputError(f"{where}: tool_call line must be {{'name': str, 'parameters': dict}}: {line[:80]!r}")
     return ToolCall(obj["name"], obj["parameters"])

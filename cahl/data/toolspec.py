@@ -185,9 +185,9 @@ def _literal(text: str, where: str) -> Any:
     """A parameters dict written as JSON or as a Python literal (data, so literal_eval is safe)."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         pass
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError) as e:
+    except (ValueError, SyntaxError, RecursionError, MemoryError) as e:
         raise CahlInputError(f"{where}: Parameters is neither JSON nor a Python literal ({e}): {text[:80]!r}") from None

@@ -22,14 +22,21 @@ The rules, in the order the official checker applies them:
   lower-casing and removing spaces and `,./-_*^`, dicts and lists of dicts key by key, and every
   possible-answer argument present unless "" is among its allowed values;
 - Java and JavaScript values must be strings holding source text; they are converted with the
-  official (regex-based) rules before the checks above.
+  official (regex-based) rules before the checks above. Where those regexes backtrack
+  catastrophically, their matches are computed directly (same results, linear time), and every
+  check runs under a time limit (CHECK_TIME_LIMIT_S): past it the answer is invalid, TIMEOUT_ERROR.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
+import signal
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from cahl.data import bfcl
 from cahl.paths import iter_jsonl, require_keys
@@ -83,16 +90,18 @@ def check_calls(
     language: str,
     *,
     underscore_to_dot: bool = False,
+    time_limit_s: float | None = None,
 ) -> tuple[bool, str | None, str]:
     """Official BFCL verdict for one decoded answer: (valid, error_type or None, message).
 
     `underscore_to_dot` is BFCL's flag for models whose API cannot carry "." in a function name
     (OpenAI, Mistral, Gemini FC): the expected name then has "." replaced by "_", so only the
     underscored name passes. Off by default: our agents see and emit the original names.
+    A check that runs past `time_limit_s` (default CHECK_TIME_LIMIT_S) is invalid, TIMEOUT_ERROR.
     """
     if language not in LANGUAGES:
         raise CahlInputError(f"language {language!r} is not one of {list(LANGUAGES)}")
-    verdict = _check(category, functions, possible_answer, calls, language, underscore_to_dot)
+    verdict = _check_in_time(category, functions, possible_answer, calls, language, underscore_to_dot, time_limit_s)
     return verdict.valid, verdict.error_type, " ".join(verdict.errors)
 
 
@@ -104,6 +113,8 @@ def score_predictions(version: str, path: Path) -> list[dict]:
     """
     bfcl.check_version(version)
     path = Path(path)
+    if not path.is_file():
+        raise CahlInputError(f"predictions file {path} does not exist")
     tasks: dict[str, dict[str, Any]] = {}
     results = []
     for lineno, obj in iter_jsonl(path):
@@ -128,12 +139,58 @@ def score_predictions(version: str, path: Path) -> list[dict]:
                 f"(its ids look like {example!r})"
             )
         _require_call_list(obj["calls"], where)
-        verdict = _check(
-            category, task.meta["functions"], task.meta["possible_answer"], obj["calls"],
-            task.meta["language"], underscore_to_dot=False,
-        )
+        verdict = _check_in_time(category, task.meta["functions"], task.meta["possible_answer"], obj["calls"],
+                                 task.meta["language"], False, None)
         results.append({"id": task.id, "category": category, "valid": verdict.valid, "error_type": verdict.error_type})
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# The time limit. The converters below are linear, but they are regex rules over model-written
+# text: a rule that one day backtracks must cost one wrong verdict, not a hung evaluation.
+
+CHECK_TIME_LIMIT_S = 2.0  # per checked answer; the slowest of 357,773 agreement answers takes ~1 ms
+TIMEOUT_ERROR = "checker_error:timeout"  # not an official BFCL error type: the official checker has no limit
+
+
+class _CheckTimeout(Exception):
+    pass
+
+
+def _check_in_time(category, functions, possible_answer, calls, language, underscore_to_dot, time_limit_s) -> Verdict:
+    limit = CHECK_TIME_LIMIT_S if time_limit_s is None else time_limit_s
+    try:
+        with _time_limit(limit):
+            return _check(category, functions, possible_answer, calls, language, underscore_to_dot)
+    except _CheckTimeout:
+        return _fail(TIMEOUT_ERROR, f"The check took longer than {limit:g} s and was stopped.")
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise _CheckTimeout inside the block after `seconds` (SIGALRM; the regex engine checks for
+    signals while it matches). Only the main thread can take signals: elsewhere the block runs
+    without a limit. A timer already running (pytest-timeout's) is put back with its time left."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise _CheckTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+            if outer_delay:
+                left = outer_delay - (time.monotonic() - started)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), outer_interval)
 
 
 def _require_call_list(calls: Any, where: str) -> None:
@@ -411,6 +468,14 @@ def _check_list_of_dicts(value: list, allowed: list) -> Verdict:
 # Java and JavaScript values: source text -> Python value, by the official (regex) rules.
 # Text that does not fit the expected form stays a string, which then fails the type check
 # unless the possible answer itself is a string (a variable name).
+#
+# The official rules are regexes that backtrack catastrophically on text a model can write (the
+# HashMap rule took 8 s on "new HashMap<>() {" and 200 spaces, the JavaScript 2-D array rule 14 s
+# on "[[]" + ",[]" * 26 + " x"). Where a rule's lazy or nested repeats backtrack, the same match is
+# computed here directly, in n log n time: each such helper names the official pattern whose first
+# match it returns, and tests/eval/test_bfcl_checker.py compares them with those patterns on
+# thousands of random strings. "." in those patterns (no DOTALL) is any character but "\n", and
+# "\s" is exactly str.isspace().
 
 _INT = re.compile(r"^-?\d+$")
 _JAVA_FLOAT = re.compile(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?[fF]$")
@@ -418,6 +483,44 @@ _JAVA_DOUBLE = re.compile(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$")
 _JAVA_LONG = re.compile(r"^-?\d+[lL]$")
 _JS_FLOAT = re.compile(r"^-?\d+(\.\d+)?$")
 _JS_BIGINT = re.compile(r"^-?\d+n$")
+_SPACE = re.compile(r"\s*")
+
+
+class _Index:
+    """Sorted start positions of a literal in `text` (overlapping ones too): "first at or after i"."""
+
+    def __init__(self, text: str, literal: str):
+        self.at = [m.start() for m in re.finditer(f"(?={re.escape(literal)})", text)]
+
+    def first(self, i: int) -> int:
+        """The first position >= i, or -1."""
+        k = bisect.bisect_left(self.at, i)
+        return self.at[k] if k < len(self.at) else -1
+
+
+def _space_end(text: str, i: int) -> int:
+    return _SPACE.match(text, i).end()
+
+
+def _same_line(newlines: _Index, start: int, end: int) -> bool:
+    """No "\n" in text[start:end] (what ".*" may span)."""
+    nl = newlines.first(start)
+    return nl < 0 or nl >= end
+
+
+def _lazy_findall(text: str, opening: str, closing: str, min_len: int = 0) -> list[str]:
+    """re.findall(re.escape(opening) + "(.*?)" + re.escape(closing), text); "(.+?)" if min_len=1."""
+    opens, closes, newlines = _Index(text, opening), _Index(text, closing), _Index(text, "\n")
+    found, pos = [], 0
+    for start in opens.at:
+        if start < pos:
+            continue
+        body = start + len(opening)
+        end = closes.first(body + min_len)
+        if end >= 0 and _same_line(newlines, body, end):
+            found.append(text[body:end])
+            pos = end + len(closing)
+    return found
 
 
 def java_value(text: str, type_name: str, item_type: str | None = None) -> Any:
@@ -450,35 +553,147 @@ def _java_element(text: str, item_type: str | None) -> Any:
     return java_value(text, item_type) if item_type else _java_literal(text)
 
 
+_AS_LIST_HEAD = re.compile(r"new\s+ArrayList<\w*>\(Arrays\.asList\(")
+_WITH_ADDS_HEAD = re.compile(r"new\s+ArrayList<\w*>\(\)\s*\{\{")
+
+
 def _java_array_list(text: str, item_type: str | None) -> Any:
-    as_list = re.search(r"new\s+ArrayList<\w*>\(Arrays\.asList\((.+?)\)\)", text)
-    if as_list:
-        return [_java_element(e.strip(), item_type) for e in as_list.group(1).split(",")]
-    with_adds = re.search(r"new\s+ArrayList<\w*>\(\)\s*\{\{\s*(.+?)\s*\}\}", text, re.DOTALL)
-    if with_adds:
-        return [_java_element(e.strip(), item_type) for e in re.findall(r"add\((.+?)\)", with_adds.group(1))]
+    as_list = _as_list_body(text)
+    if as_list is not None:
+        return [_java_element(e.strip(), item_type) for e in as_list.split(",")]
+    with_adds = _with_adds_body(text)
+    if with_adds is not None:
+        return [_java_element(e.strip(), item_type) for e in _lazy_findall(with_adds, "add(", ")", min_len=1)]
     if re.search(r"new\s+ArrayList<\w*>\(\)", text):
         return []
     return text
 
 
+def _as_list_body(text: str) -> str | None:
+    r"""Group 1 of re.search(r"new\s+ArrayList<\w*>\(Arrays\.asList\((.+?)\)\)", text)."""
+    ends, newlines = _Index(text, "))"), _Index(text, "\n")
+    for head in _AS_LIST_HEAD.finditer(text):
+        end = ends.first(head.end() + 1)
+        if end >= 0 and _same_line(newlines, head.end(), end):
+            return text[head.end():end]
+    return None
+
+
+def _with_adds_body(text: str) -> str | None:
+    r"""Group 1 of re.search(r"new\s+ArrayList<\w*>\(\)\s*\{\{\s*(.+?)\s*\}\}", text, re.DOTALL).
+
+    Only the first head can match: a later one starts after it, where fewer "}}" remain. The body
+    starts after the spaces (or one space earlier, if that is the only way it can hold a character)
+    and ends before the spaces in front of the first "}}" after its first character.
+    """
+    head = _WITH_ADDS_HEAD.search(text)
+    if head is None:
+        return None
+    start = _space_end(text, head.end())
+    close = text.find("}}", start + 1)
+    if close >= 0:
+        end = close
+        while end > start + 1 and text[end - 1].isspace():
+            end -= 1
+        return text[start:end]
+    if start > head.end() and text.startswith("}}", start):
+        return text[start - 1:start]
+    return None
+
+
+_ARRAY_HEAD = re.compile(r"new\s+\w+\[\]\s*\{")
+
+
 def _java_array(text: str, item_type: str | None) -> Any:
-    """`new T[]{a, b}`; unlike ArrayList, String elements keep their quotes."""
-    match = re.search(r"new\s+\w+\[\]\s*\{(.*?)\}", text)
-    if not match:
+    r"""`new T[]{a, b}`; unlike ArrayList, String elements keep their quotes.
+
+    The official rule is re.search(r"new\s+\w+\[\]\s*\{(.*?)\}", text)."""
+    body = None
+    ends, newlines = _Index(text, "}"), _Index(text, "\n")
+    for head in _ARRAY_HEAD.finditer(text):
+        end = ends.first(head.end())
+        if end >= 0 and _same_line(newlines, head.end(), end):
+            body = text[head.end():end]
+            break
+    if body is None:
         return text
-    parts = [p.strip() for p in match.group(1).split(",") if p.strip()]
+    parts = [p.strip() for p in body.split(",") if p.strip()]
     return [java_value(p, item_type) if item_type else _java_literal(p) for p in parts]
 
 
+_HASH_MAP_HEAD = re.compile(r"new\s+HashMap<")
+_HASH_MAP_OPEN = re.compile(r">\s*\(\)\s*\{")
+_HASH_MAP_EMPTY = re.compile(r">\s*\(\)")
+
+
 def _java_hash_map(text: str) -> Any:
-    match = re.search(r"new\s+HashMap<.*?>\s*\(\)\s*\{\s*\{?\s*(.*?)\s*\}?\s*\}", text, re.DOTALL)
-    if match:
-        puts = re.findall(r"put\(\"(.*?)\",\s*(.*?)\)", match.group(1)) if match.group(1).strip() else []
+    body = _hash_map_body(text)
+    if body is not None:
+        puts = _java_puts(body) if body.strip() else []
         return {key: _java_literal(value.strip()) for key, value in puts}
-    if re.search(r"new\s+HashMap<.*?>\s*\(\)", text):
+    if _has_empty_hash_map(text):
         return {}
     return text
+
+
+def _hash_map_body(text: str) -> str | None:
+    r"""Group 1 of re.search(r"new\s+HashMap<.*?>\s*\(\)\s*\{\s*\{?\s*(.*?)\s*\}?\s*\}", text, re.DOTALL).
+
+    Only the first head can match (a later one finds fewer "}" after it). The body starts after
+    the spaces and the optional second "{", and ends before the spaces in front of the next "}".
+    """
+    head = _HASH_MAP_HEAD.search(text)
+    opened = _HASH_MAP_OPEN.search(text, head.end()) if head else None
+    if opened is None:
+        return None
+    start = _space_end(text, opened.end())
+    if text.startswith("{", start):
+        start = _space_end(text, start + 1)
+    close = text.find("}", start)
+    if close < 0:
+        return None
+    end = close
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return text[start:end]
+
+
+def _has_empty_hash_map(text: str) -> bool:
+    r"""Whether re.search(r"new\s+HashMap<.*?>\s*\(\)", text) matches."""
+    closes, newlines = [m.start() for m in _HASH_MAP_EMPTY.finditer(text)], _Index(text, "\n")
+    for head in _HASH_MAP_HEAD.finditer(text):
+        k = bisect.bisect_left(closes, head.end())
+        if k < len(closes) and _same_line(newlines, head.end(), closes[k]):
+            return True
+    return False
+
+
+def _java_puts(body: str) -> list[tuple[str, str]]:
+    r"""re.findall(r"put\(\"(.*?)\",\s*(.*?)\)", body).
+
+    A key ends at the first '",' after it (on its line) whose value, after the spaces, closes
+    with a ")" on the value's line: whether one does depends on the '",' alone, so those that do
+    are found once, and each key looks up the first of them after it.
+    """
+    parens, newlines = _Index(body, ")"), _Index(body, "\n")
+    value_of = {}  # position of a '",' that can end a key -> (value start, value end)
+    for comma in _Index(body, '",').at:
+        start = _space_end(body, comma + 2)
+        end = parens.first(start)
+        if end >= 0 and _same_line(newlines, start, end):
+            value_of[comma] = (start, end)
+    commas = sorted(value_of)
+    found, pos = [], 0
+    for put in _Index(body, 'put("').at:
+        if put < pos:
+            continue
+        key = put + 5
+        k = bisect.bisect_left(commas, key)
+        if k < len(commas) and _same_line(newlines, key, commas[k]):
+            start, end = value_of[commas[k]]
+            found.append((body[key:commas[k]], body[start:end]))
+            pos = end + 1
+    return found
 
 
 def _java_literal(text: str) -> Any:
@@ -528,17 +743,15 @@ def js_value(text: str, type_name: str, item_type: str | None = None) -> Any:
     raise CahlInputError(f"JavaScript type {type_name!r} has no conversion in the official BFCL checker")
 
 
-_JS_ARRAY_2D = re.compile(
-    r"\[\s*\[.*?\]\s*(,\s*\[.*?\]\s*)*\]|\bnew\s+Array\(\s*\[.*?\]\s*(,\s*\[.*?\]\s*)*\)"
-)
 _JS_ARRAY = re.compile(r"\[(.*?)\]|\bnew\s+Array\((.*?)\)")
+_JS_NEW_ARRAY_2D = re.compile(r"new\s+Array\(\s*\[")
 
 
 def _js_array(code: str, item_type: str | None) -> Any:
-    nested = _JS_ARRAY_2D.match(code)
-    if nested:
+    nested = _js_rows(code)
+    if nested is not None:
         rows = []
-        for index, row in enumerate(re.findall(r"\[(.*?)\]", nested.group(0))):
+        for index, row in enumerate(_lazy_findall(nested, "[", "]")):
             row = row.strip()
             if index == 0 and row.startswith("["):
                 row = row[1:]
@@ -555,6 +768,54 @@ def _js_array(code: str, item_type: str | None) -> Any:
     return [js_value(e, item_type, "String" if e[:1] in ("'", '"') else None) for e in elements]
 
 
+def _js_rows(code: str) -> str | None:
+    r"""Group 0 of the official 2-D array rule, re.match on
+    r"\[\s*\[.*?\]\s*(,\s*\[.*?\]\s*)*\]|\bnew\s+Array\(\s*\[.*?\]\s*(,\s*\[.*?\]\s*)*\)".
+
+    After the opening, a row's text ends at the first "]" (on its line) after which the rest can
+    match: spaces, then the closing bracket, or a "," that starts a row which itself can end.
+    Whether the rest can match after a "]" depends on that "]" alone, so it is decided once per
+    "]" and per ",", from the end of the text backwards: linear where the regex is exponential.
+    """
+    if code.startswith("["):
+        second = _space_end(code, 1)
+        if not code.startswith("[", second):
+            return None
+        first_row, closing = second + 1, "]"
+    elif head := _JS_NEW_ARRAY_2D.match(code):
+        first_row, closing = head.end(), ")"
+    else:
+        return None
+    newlines = _Index(code, "\n")
+    end_after: dict[int, int] = {}  # position of a "," -> end of the match of the rest from there
+    good: list[int] = []  # negated positions of the "]" a row may end at, ascending
+    match_end: dict[int, int] = {}  # such a "]" -> end of the whole match if a row ends there
+    marks = [m.start() for m in re.finditer(r"[\],)]", code) if m.start() >= first_row]
+    for i in reversed(marks):
+        if code[i] == "]":
+            rest = _space_end(code, i + 1)
+            end = rest + 1 if code.startswith(closing, rest) else end_after.get(rest) if code.startswith(",", rest) else None
+            if end is not None:
+                good.append(-i)
+                match_end[i] = end
+        elif code[i] == ",":
+            row = _space_end(code, i + 1)
+            if code.startswith("[", row):
+                row_end = _first_good(good, row + 1)
+                if row_end >= 0 and _same_line(newlines, row + 1, row_end):
+                    end_after[i] = match_end[row_end]
+    row_end = _first_good(good, first_row)
+    if row_end >= 0 and _same_line(newlines, first_row, row_end):
+        return code[:match_end[row_end]]
+    return None
+
+
+def _first_good(negated: list[int], i: int) -> int:
+    """The smallest position >= i among the negated, ascending positions; -1 if none."""
+    k = bisect.bisect_right(negated, -i) - 1
+    return -negated[k] if k >= 0 else -1
+
+
 def _js_object(code: str) -> Any:
     if code == "{}":
         return {}
@@ -562,7 +823,7 @@ def _js_object(code: str) -> Any:
     if not match:
         return code
     result = {}
-    for key, value in re.findall(r"([^:]+):\s*(.*?)(?:,\s*(?=[^,]+:)|$)", match.group(1)):
+    for key, value in _js_object_items(match.group(1)):
         key, value = key.strip().strip("'\""), value.strip()
         if value.startswith("[") and value.endswith("]"):
             result[key] = _js_array(value, None)
@@ -571,6 +832,46 @@ def _js_object(code: str) -> Any:
         else:
             result[key] = _js_literal(value.strip("'\""))
     return result
+
+
+def _js_object_items(body: str) -> list[tuple[str, str]]:
+    r"""re.findall(r"([^:]+):\s*(.*?)(?:,\s*(?=[^,]+:)|$)", body), for a body without "\n".
+
+    A key runs to the next ":"; its value ends at the end of the body or at the first "," after
+    it that a next key follows (a ":" after the spaces, before any further ","). Which "," qualify
+    depends on the "," alone: each is decided once.
+    """
+    colons, commas = _Index(body, ":"), _Index(body, ",")
+
+    def key_follows(i: int) -> bool:  # (?=[^,]+:) at i
+        colon, comma = colons.first(i + 1), commas.first(i)
+        return i < len(body) and body[i] != "," and colon >= 0 and (comma < 0 or colon < comma)
+
+    next_key: dict[int, int] = {}  # a "," that can end a value -> where the match ends
+    for comma in commas.at:
+        after = _space_end(body, comma + 1)
+        if key_follows(after):
+            next_key[comma] = after
+        elif after > comma + 1 and key_follows(after - 1):
+            next_key[comma] = after - 1
+    ends = sorted(next_key)
+    found, pos = [], 0
+    while pos < len(body):
+        colon = colons.first(pos)
+        if colon < 0:
+            break
+        if colon == pos:
+            pos += 1
+            continue
+        start = _space_end(body, colon + 1)
+        k = bisect.bisect_left(ends, start)
+        if k < len(ends):
+            found.append((body[pos:colon], body[start:ends[k]]))
+            pos = next_key[ends[k]]
+        else:
+            found.append((body[pos:colon], body[start:]))
+            pos = len(body)
+    return found
 
 
 def _js_literal(text: str) -> Any:

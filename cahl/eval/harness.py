@@ -30,11 +30,13 @@ def load_bench_tasks(spec: str, limit: int, data_dir: str | None):
 
 
 def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, bench_spec: str, limit: int,
-             out_dir: str | Path, data_dir: str | None = None, batch_size: int = 16, label: str = "eval") -> dict:
-    """Run and score; return the summary dict that is also written to OUT/{label}.json."""
+             out_dir: str | Path, data_dir: str | None = None, batch_size: int = 16, label: str = "eval",
+             groups: list | None = None) -> dict:
+    """Run and score; return the summary dict that is also written to OUT/{label}.json. `groups`:
+    load_bench_tasks(bench_spec, limit, data_dir) when the caller has loaded them already."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    groups = load_bench_tasks(bench_spec, limit, data_dir)
+    groups = groups if groups is not None else load_bench_tasks(bench_spec, limit, data_dir)
     cfg = replace(rollout_cfg, plans_per_task=1, attempts_per_subtask=1)
     items: list[dict] = []
     summary: dict = {}

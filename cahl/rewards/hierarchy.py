@@ -41,6 +41,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
+from cahl import checks
 from cahl.data.apibank import TOOLRL_SOURCE as APIBANK_TOOLRL_SOURCE
 from cahl.data.bamboogle import SOURCE as BAMBOOGLE_SOURCE
 from cahl.data.toolrl import SOURCE as TOOLRL_SOURCE
@@ -71,6 +72,27 @@ class RewardConfig:
             raise CahlInputError(f"reward.correctness: expected one of {sorted(REWARDS)}, got {self.correctness!r}")
         if not 0.0 <= self.mix_outcome <= 1.0:
             raise CahlInputError(f"reward.mix_outcome: expected a value in [0, 1], got {self.mix_outcome}")
+        for key in ("w_fmt", "w_call", "w_out", "w_align", "w_len"):  # a NaN weight makes every reward NaN
+            checks.number(getattr(self, key), f"reward.{key}", 0)
+        checks.number(self.w_custom, "reward.w_custom")
+        # correctness lies in [-1, 1]: above 1 no attempt succeeds, at -1 every attempt does
+        checks.number(self.success_threshold, "reward.success_threshold", -1, 1, low_open=True)
+        if self.custom:  # resolved now, not at the first GRPO step after SFT
+            load_callable(self.custom, "reward.custom")
+
+
+def load_callable(path: str, key: str) -> Callable:
+    """'package.module:function' -> the function (a plain import: no code from data is executed)."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise CahlInputError(f"config key {key!r}: cannot load {path!r} (expected 'module:function'): {e}") from e
+    if not callable(fn):
+        raise CahlInputError(f"config key {key!r}: {path!r} is a {type(fn).__name__}, expected a function")
+    return fn
 
 
 # -- task kinds ---------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 Layout: RUN/checkpoints/step_000012/ {<role>/ (PEFT adapter), optim_<role>.pt, state.pt,
 MANIFEST.json (sha256 of every file)}. A checkpoint is written into a temporary folder and
 renamed into place only when complete; loading re-hashes every file, and a folder whose manifest
-is missing or does not match is skipped (with a message), never loaded.
+is missing or does not match is skipped (with a message), never loaded. `--resume` in a run whose
+checkpoints all fail that check stops instead of starting over (`checkpoint_to_resume`). Files are
+read with `torch.load(weights_only=True)`: tensors and plain data only, so a crafted `.pt` file
+cannot run code (unpickling arbitrary objects can).
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
 
 import torch
+
+from cahl.types import CahlInputError
 
 MANIFEST = "MANIFEST.json"
 
@@ -108,5 +114,45 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def checkpoint_to_resume(run_dir: Path, restart: bool = False) -> Path | None:
+    """What `--resume` continues from: the newest verified checkpoint, or None in a run that has
+    no checkpoint yet. A run whose checkpoints all fail verification is an error naming each of
+    them, raised before anything is changed (starting over would wipe metrics.jsonl, and the first
+    save would delete those checkpoints), unless `restart` (`--restart`) allows starting over."""
+    found = latest_checkpoint(run_dir)
+    untrusted = sorted(Path(run_dir, "checkpoints").glob("step_*"), reverse=True)
+    if found is not None or not untrusted:
+        return found
+    if restart:
+        print(f"cahl: --restart: no checkpoint in {Path(run_dir, 'checkpoints')} can be trusted; starting again from step 0")
+        return None
+    named = "; ".join(f"{folder.name}: {checkpoint_problem(folder)}" for folder in untrusted)
+    raise CahlInputError(f"--resume: no checkpoint in {Path(run_dir, 'checkpoints')} passes verification ({named}); "
+                         "nothing was changed. Repair or remove them, or pass --restart to start this run again from "
+                         "step 0 (its metrics.jsonl and these checkpoints are then replaced)")
+
+
+def _load(path: Path):
+    """A checkpoint file's tensors and plain data; anything else is refused, never unpickled."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CahlInputError(f"{path}: holds objects other than tensors and plain data, which are not loaded "
+                             f"(unpickling them could run code): {str(e).splitlines()[0]}") from None
+
+
 def load_state(folder: Path) -> dict:
-    return torch.load(folder / "state.pt", weights_only=False)
+    """state.pt: step, counters and RNG states."""
+    return _load(Path(folder) / "state.pt")
+
+
+def saved_optimizer(folder: Path, name: str, optional: bool = False) -> dict | None:
+    """The optimizer state saved as `name` (a role, or sft_<role>); where the checkpoint has none,
+    None if `optional`, else an error."""
+    path = Path(folder) / f"optim_{name}.pt"
+    if not path.is_file():
+        if optional:
+            return None
+        raise CahlInputError(f"checkpoint {folder} has no {path.name}: it was saved by a run that does not train "
+                             f"{name!r} (another train.schedule?)")
+    return _load(path)

@@ -32,7 +32,7 @@ from cahl.envs.registry import make_env
 from cahl.rl.advantages import group_advantages
 from cahl.train import sharding
 from cahl.train.dist import dist
-from cahl.train.checkpoint import latest_checkpoint, load_state, save_checkpoint, set_rng_state
+from cahl.train.checkpoint import checkpoint_to_resume, load_state, save_checkpoint, saved_optimizer, set_rng_state
 from cahl.train.metrics import MetricsLogger
 from cahl.train.oracle import executor_examples, flat_example, oracle_subtasks, planner_example
 from cahl.train.update import grpo_step, sft_step
@@ -209,7 +209,7 @@ def score(episodes, reward_cfg, agent: str) -> dict:
     Executor-only episodes (the separate schedule's stage 1) are scored against their oracle call;
     the metric names match score_episodes' (reward/{role}, reward/{role}/{component}, success/{role}).
     """
-    from cahl.rewards.hierarchy import executor_reward, score_episodes
+    from cahl.rewards.hierarchy import executor_reward, load_callable, score_episodes
 
     if agent == "executor":
         for ep in episodes:
@@ -234,19 +234,6 @@ def score(episodes, reward_cfg, agent: str) -> dict:
     lengths = [len(t.ids) - t.prompt_len for ep in episodes for t in ep.trajectories]
     metrics["length/mean_completion_tokens"] = sum(lengths) / max(len(lengths), 1)
     return metrics
-
-
-def load_callable(path: str, key: str):
-    """'package.module:function' -> the function (a plain import: no code from data is executed)."""
-    import importlib
-
-    from cahl.types import CahlInputError
-
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise CahlInputError(f"config key {key!r}: cannot load {path!r} (expected 'module:function'): {e}") from e
 
 
 def _reward_metrics(episodes) -> dict:
@@ -347,14 +334,15 @@ def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
     return ctx
 
 
-def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
-    """Run SFT + GRPO as configured; returns the run folder. `stop_after` ends early (for tests)."""
+def train(cfg, resume: bool = False, stop_after: int | None = None, restart: bool = False) -> Path:
+    """Run SFT + GRPO as configured; returns the run folder. `stop_after` ends early (for tests).
+    `restart`: with `resume`, start from step 0 where no checkpoint can be trusted (else an error)."""
     from cahl.config import to_dict
 
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     roles = SCHEDULE_ROLES[cfg.train.schedule]
-    ckpt = latest_checkpoint(run_dir) if resume else None
+    ckpt = checkpoint_to_resume(run_dir, restart) if resume else None
     if dist().is_main and dist().world > 1:  # a launch that silently ran one process shows here
         print(f"cahl: {dist().world} processes, {'sharded (FSDP2)' if dist().fsdp else 'replicated (DDP)'}")
     ctx = build_context(cfg, ckpt)
@@ -365,9 +353,9 @@ def train(cfg, resume: bool = False, stop_after: int | None = None) -> Path:
     if ckpt is not None:
         state = load_state(ckpt)
         for r in roles:
-            sharding.load_optimizer_state(ctx.policies, r, ctx.optimizers[r], torch.load(ckpt / f"optim_{r}.pt"))
-            if (ckpt / f"optim_sft_{r}.pt").is_file():
-                sharding.load_optimizer_state(ctx.policies, r, ctx.sft_optimizers[r], torch.load(ckpt / f"optim_sft_{r}.pt"))
+            sharding.load_optimizer_state(ctx.policies, r, ctx.optimizers[r], saved_optimizer(ckpt, r))
+            if (sft := saved_optimizer(ckpt, f"sft_{r}", optional=True)) is not None:
+                sharding.load_optimizer_state(ctx.policies, r, ctx.sft_optimizers[r], sft)
         set_rng_state(state["rng"])
         ctx.counters = Counter(state["counters"])
         start = state["step"]

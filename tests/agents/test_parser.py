@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cahl.agents.parser import MAX_CALLS, TAGS, format_calls, parse_calls, parse_output, to_call
+from cahl.agents.parser import MAX_ARGUMENT_DEPTH, MAX_CALLS, TAGS, format_calls, parse_calls, parse_output, to_call
 from cahl.types import ParsedOutput, ToolCall
 
 STATUSES = {"ok", "no_tags", "invalid_call", "truncated", "repeated_tag"}
@@ -382,3 +382,17 @@ def test_raw_newlines_inside_json_strings_are_kept():
     assert out.status == "ok" and out.calls == [ToolCall("write", {"text": "line 1\nline 2\tend"})]
     out = parse(call_block('{"name": "write", "arguments": {"text": "a\nb",}}'))  # with a repair too
     assert out.calls == [ToolCall("write", {"text": "a\nb"})]
+
+
+@pytest.mark.parametrize("depth", [65, 490, 990])
+def test_arguments_nested_past_the_depth_cap_are_not_a_call(depth):
+    deep = '{"a": ' * depth + "1" + "}" * depth  # `depth` levels, the arguments object the first
+    out = parse_output(f'<tool_call>{{"name": "f", "arguments": {deep}}}</tool_call>')
+    assert out.status == "invalid_call" and out.calls == []
+    assert len(out.errors) == 1 and f"nested more than {MAX_ARGUMENT_DEPTH} levels deep (not a call)" in out.errors[0]
+
+
+def test_arguments_at_the_depth_cap_are_a_call():
+    deep = "[" * (MAX_ARGUMENT_DEPTH - 1) + "]" * (MAX_ARGUMENT_DEPTH - 1)
+    out = parse_output(f'<tool_call>{{"name": "f", "arguments": {{"x": {deep}}}}}</tool_call>')
+    assert out.status == "ok" and out.calls[0].name == "f"

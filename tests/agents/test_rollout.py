@@ -454,3 +454,47 @@ def test_a_reused_rollout_keeps_nothing_of_earlier_runs(tokenizer, chat):
     del first, second
     gc.collect()
     assert len(forks) == 2 * 2 * 2 * 3 and all(ref() is None for ref in forks)
+
+
+# -- deeply nested arguments ---------------------------------------------------------------------
+
+class RecordingEnv(CalcEnv):
+    """Keeps every call's arguments, as ApiBankEnv's results do: forking deep-copies them."""
+
+    def __init__(self):
+        super().__init__()
+        self.log = []
+
+    def step(self, calls):
+        self.log += [c.arguments for c in calls]
+        return super().step(calls)
+
+
+@pytest.mark.parametrize("depth", [490, 990])
+def test_arguments_nested_hundreds_deep_are_an_invalid_call_not_a_crash(tokenizer, chat, depth):
+    """Before: the call parsed, then forking the env for the next sub-task's attempts (deepcopy),
+    the rollout dump (asdict) and the call reward recursed past Python's limit."""
+    import dataclasses
+    import json
+
+    from cahl.rewards.hierarchy import RewardConfig, score_episodes
+
+    deep = "[" * depth + "]" * depth
+
+    def executor(prompt, k):
+        if turns_so_far(prompt) == 0:
+            return f'<think>c</think><tool_call>{{"name": "store", "arguments": {{"x": {deep}}}}}</tool_call>'
+        return "<result>stored</result>" + EOS
+
+    task = Task("t0", "test", TASK.messages, TOOLS, gold_calls=[ToolCall("store", {"x": [[1]]})])
+    cfg = RolloutConfig(agent="hierarchical", plans_per_task=1, attempts_per_subtask=2, max_new_tokens=4000,
+                        max_context=20_000)
+    (e,), _ = run(tokenizer, chat, cfg, tasks=[task], make_env=lambda t: RecordingEnv(),
+                  planner=planner_two_steps, executor=executor)
+    attempts = e.trajectories[1:]
+    assert e.end_reason == "answered" and len(attempts) == 4 and e.calls == []
+    assert all(a.turns[0].parsed.status == "invalid_call" for a in attempts)
+    assert all("nested more than 64 levels deep" in a.turns[0].parsed.errors[0] for a in attempts), \
+        attempts[0].turns[0].parsed.errors
+    score_episodes([e], RewardConfig())
+    assert all(json.dumps(dataclasses.asdict(t), default=str) for t in e.trajectories)

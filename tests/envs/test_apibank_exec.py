@@ -262,3 +262,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+TOKEN = "a9s8d7f6g5h4j3k2l1"  # JohnDoe's, in Account.json
+
+
+@pytest.mark.parametrize("length", [4100, 10_000])
+@pytest.mark.parametrize("call", [
+    lambda s: ToolCall("AddAgenda", {"token": TOKEN, "content": "x", "time": s, "location": "y"}),
+    lambda s: ToolCall("QueryAgenda", {"token": TOKEN, "content": s, "time": "2023-03-18 10:00:00", "location": "y"}),
+    lambda s: ToolCall("SendEmail", {"receiver": s, "subject": "s", "content": "c"}),
+], ids=["AddAgenda-time", "QueryAgenda-content", "SendEmail-receiver"])
+def test_an_error_that_quotes_a_long_argument_stays_within_the_observation_bound(call, length):
+    """Before: these error paths returned the whole argument, 4k-10k characters per call."""
+    from cahl.types import MAX_OBSERVATION_TEXT, TRUNCATED
+
+    env = ApiBankEnv()
+    env.reset(TASK)
+    [obs] = env.step([call("9" * length)])
+    assert not obs.ok and obs.content.startswith("Error: ApiError:")
+    assert len(obs.name) + len(obs.content) <= MAX_OBSERVATION_TEXT and obs.content.endswith(TRUNCATED)
+    assert len(env.results[-1]["exception"]) > length  # the benchmark's record keeps the whole error

@@ -49,7 +49,7 @@ def test_two_process_gradients_equal_one_process(tmp_path, mode):
     subprocess.run([sys.executable, str(WORKER), model, str(one)], check=True, timeout=240)
     # what accelerate launch sets for a config with distributed_type: FSDP, fsdp_version: 2
     _launch_two(TWO_PROCESSES, [str(WORKER), model, str(two)], FSDP_ENV if mode == "fsdp" else None)
-    g1, g2 = torch.load(one), torch.load(two)
+    g1, g2 = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
     assert (tmp_path / "world.txt").read_text() == f"2 {mode}"  # really two processes, sharded as asked
     assert len(g1) == len(g2) > 0
     assert any(float(g.abs().sum()) > 0 for g in g1)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cahl.paths import iter_jsonl, read_json, require_file, require_keys
+from cahl.types import CahlInputError
 
 SOURCE = "AlibabaResearch/DAMO-ConvAI api-bank (see apibank/MANIFEST.md in the data directory)"
 SAMPLE_DIRS = ("lv1-lv2-samples/level-1-given-desc", "lv1-lv2-samples/level-2-toolsearcher")
@@ -37,12 +38,71 @@ def init_table(root: Path, table: str) -> Any:
         return _load_table(root, table)
 
 
+# The shape of each init database, as API-Bank ships it: (top-level type, type of each row: a value of
+# the top-level object or an item of the list, keys every row has). A "list" row is a list of objects
+# with those keys. SearchEngine is an object of two parallel lists.
+TABLE_SHAPES: dict[str, tuple[type, type | None, tuple[str, ...]]] = {
+    "Account": (dict, dict, ("email", "password", "token")),
+    "Agenda": (dict, dict, ("content", "location", "time", "username")),
+    "Alarm": (dict, dict, ("time", "username")),
+    "Appointments": (dict, dict, ("date", "doctor_name", "patient_name")),
+    "Bank": (dict, dict, ("age", "balance", "city")),
+    "HealthData": (dict, list, ("time",)),
+    "History": (dict, list, ("Date", "Description", "Title")),
+    "Hotel": (dict, dict, ("adult_count", "check_in_time", "check_out_time", "child_count", "hotel_name", "room_count")),
+    "ImageCaptioning": (list, dict, ("caption", "url")),
+    "Meeting": (dict, dict, ("attendees", "end_time", "location", "meeting_topic", "start_time", "username")),
+    "QuestionAnswering": (dict, list, ("answer", "question")),
+    "Reminder": (dict, dict, ("content", "time", "username")),
+    "Scenes": (dict, list, ("description", "name")),
+    "SearchEngine": (dict, None, ("raw_documents", "tokenized_documents")),
+    "SpeechRecognition": (dict, str, ()),
+    "Stock": (dict, dict, ()),
+    "Symptom": (dict, list, ("aid", "description", "name")),
+    "TimeSwitch": (dict, list, ("on", "time")),
+    "Wiki": (dict, dict, ("content", "summary", "url")),
+}
+
+
 def check_init_tables(root: Path) -> None:
-    """Parse every init database now (20 ms, once per process), so a missing or corrupt file stops
-    the run naming the file, instead of turning every call of an API that reads it into a tool
-    error the policy is trained on."""
+    """Parse and shape-check every init database now (20 ms, once per process), so a missing,
+    corrupt or reshaped file stops the run naming the file, instead of turning every call of an API
+    that reads it into a tool error (or a crash) the policy is trained on."""
+    with _LOAD_LOCK:
+        _check_tables(root)
+
+
+@functools.cache
+def _check_tables(root: Path) -> None:  # once per folder: the tables never change in a process
     for table in INIT_TABLES:
-        init_table(root, table)
+        _check_shape(root / "init_database" / f"{table}.json", table, init_table(root, table))
+
+
+def _check_shape(path: Path, table: str, data: Any) -> None:
+    top, row_type, keys = TABLE_SHAPES[table]
+
+    def fail(where: str, expected: str, got: Any) -> None:
+        raise CahlInputError(f"{path}{where}: expected {expected}, got {type(got).__name__} {str(got)[:80]!r}")
+
+    if not isinstance(data, top):
+        fail("", f"a JSON {'object' if top is dict else 'list'} (API-Bank's {table} table)", data)
+    if row_type is None:  # SearchEngine
+        for key in keys:
+            if not isinstance(data.get(key), list):
+                fail(f"[{key!r}]", "a list", data.get(key))
+        return
+    rows = data.items() if top is dict else enumerate(data)
+    for name, row in rows:
+        items = row if row_type is list else [row]
+        if not isinstance(row, row_type):
+            fail(f"[{name!r}]", f"a JSON {row_type.__name__.replace('dict', 'object').replace('str', 'string')}", row)
+        for i, item in enumerate(items if keys else []):
+            where = f"[{name!r}]" + (f"[{i}]" if row_type is list else "")
+            if not isinstance(item, dict):
+                fail(where, "a JSON object", item)
+            missing = [k for k in keys if k not in item]
+            if missing:
+                raise CahlInputError(f"{path}{where}: missing key(s) {missing}; every {table} entry has {list(keys)}")
 
 
 @functools.cache

@@ -38,6 +38,7 @@ from cahl.envs.synth.tools import TOOL_LIST, TOOLS
 from cahl.types import CahlInputError, Task, ToolCall
 
 MAX_STEPS = 6
+MAX_DISTRACTORS = len(TOOL_LIST) - MAX_STEPS  # tools a task can offer beyond the ones it needs
 MAX_TAIL = 3  # instructions after the core; the rest of a task's steps are lookups
 TRAIN_PERCENT = 80
 SPLITS = ("train", "test")
@@ -380,9 +381,8 @@ def _check_knobs(n: int, min_steps: int, max_steps: int, n_distractors: int, spl
     if not 1 <= min_steps <= max_steps <= MAX_STEPS:
         raise CahlInputError(f"generate_tasks: need 1 <= min_steps <= max_steps <= {MAX_STEPS}, "
                              f"got min_steps={min_steps}, max_steps={max_steps}")
-    spare = len(TOOL_LIST) - MAX_STEPS
-    if not 0 <= n_distractors <= spare:
-        raise CahlInputError(f"generate_tasks: n_distractors must be in 0..{spare}, got {n_distractors}")
+    if not 0 <= n_distractors <= MAX_DISTRACTORS:
+        raise CahlInputError(f"generate_tasks: n_distractors must be in 0..{MAX_DISTRACTORS}, got {n_distractors}")
     if split not in SPLITS:
         raise CahlInputError(f"generate_tasks: split must be one of {SPLITS}, got {split!r}")
 
