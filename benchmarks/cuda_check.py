@@ -124,7 +124,7 @@ from cahl.agents.sampling import SamplingParams
 
 def grpo_step(path: str, dtype: str) -> None:
     from cahl.config import load_config
-    from cahl.train.loop import build_context, run_grpo_step
+    from cahl.train.loop import build_state, run_grpo_step
 
     out = tempfile.mkdtemp(prefix="cahl-cuda-")
     cfg = load_config(None, [f"model.name={path}", "model.device=cuda", f"model.dtype={dtype}", "model.max_batch=64",
@@ -132,7 +132,7 @@ def grpo_step(path: str, dtype: str) -> None:
                              "rollout.plans_per_task=4", "rollout.attempts_per_subtask=4", "rollout.max_new_tokens=64",
                              "rollout.max_planner_turns=2", "rollout.max_executor_rounds=2", "train.tensorboard=false",
                              "train.filter_zero_variance=false", "reward.custom=cahl.testing:parity_reward", f"out={out}"])
-    ctx = build_context(cfg)
+    ctx = build_state(cfg)
     # a random planner rarely writes a sub-task, so the executor also gets a step of its own (oracle sub-tasks)
     for roles, agent in ((("planner", "executor"), "hierarchical"), (("executor",), "executor")):
         run_grpo_step(ctx, 0, roles, agent)  # warm-up (kernels, allocator)
@@ -152,7 +152,7 @@ def sample_dtype_step(path: str) -> None:
     the update (float32); the first epoch's ratio is 1 (old log-probs from the update's forward) and
     the sampler's log-prob gap is logged. Timed against float32 sampling of the same step."""
     from cahl.config import load_config
-    from cahl.train.loop import build_context, run_grpo_step
+    from cahl.train.loop import build_state, run_grpo_step
 
     for sample in ("", "bfloat16"):
         cfg = load_config(None, [f"model.name={path}", "model.device=cuda", f"model.sample_dtype={sample}",
@@ -161,7 +161,7 @@ def sample_dtype_step(path: str) -> None:
                                  "rollout.max_new_tokens=64", "rollout.max_planner_turns=2", "rollout.max_executor_rounds=2",
                                  "train.tensorboard=false", "train.filter_zero_variance=false",
                                  "reward.custom=cahl.testing:parity_reward", f"out={tempfile.mkdtemp(prefix='cahl-cuda-')}"])
-        ctx = build_context(cfg)
+        ctx = build_state(cfg)
         run_grpo_step(ctx, 0, ("planner", "executor"), "hierarchical")  # warm-up
         m = run_grpo_step(ctx, 1, ("planner", "executor"), "hierarchical")
         dtypes = {str(p.dtype) for p in ctx.policies.model.parameters()}

@@ -80,10 +80,10 @@ def update_breakdown(ctx, step: int) -> dict[str, float]:
 
 
 def cahl_step(dtype: str):
-    from cahl.train.loop import build_context, run_grpo_step
+    from cahl.train.loop import build_state, run_grpo_step
 
     cfg = load_config(None, OVERRIDES + [f"model.dtype={dtype}"])
-    ctx = build_context(cfg)
+    ctx = build_state(cfg)
     run_grpo_step(ctx, 0, ("flat",), "flat")  # warm-up
     t0 = time.perf_counter()
     m = run_grpo_step(ctx, 1, ("flat",), "flat")

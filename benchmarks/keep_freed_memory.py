@@ -34,7 +34,7 @@ def child(keep: bool, steps: int) -> None:
 
     torch.set_num_threads(2)
     cfg = load_config(None, OVERRIDES + [f"model.keep_freed_memory={str(keep).lower()}"])
-    ctx = loop.build_context(cfg)
+    ctx = loop.build_state(cfg)
     update, rows = loop.grpo_step, []
 
     def measured(*args, **kwargs):

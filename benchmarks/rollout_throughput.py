@@ -1,10 +1,15 @@
-"""Generated tokens/s of a hierarchical rollout vs one plain batched HF `generate` of the same size.
+"""Generated tokens/s of a hierarchical rollout, constrained vs unconstrained, and vs one plain
+batched HF `generate` of the same size.
 
 The rollout: 8 generated multi-step tasks x G_H=4 plans x G_L=4 executor attempts per sub-task,
 on the embedded model through a PolicySet (two LoRA adapters; `--adapters DIR` to use trained
 ones, e.g. runs/quickstart/final). The peer: `model.generate` on the same base model, batch of
 32 rows of a typical planner prompt, forced to produce the same total number of new tokens.
 Prints per-phase timings, both throughputs and `ratio: X` (rollout / generate; target >= 0.8).
+Constrained decoding (DESIGN §9): the same rollout with rollout.constrain=tools and =off, `--repeats`
+times each, alternating; prints the median tokens/s of each, the grammar-mask seconds, and
+`constrained ratio: X` (tools / off; target >= 0.95). The two decode different tokens (the
+grammar changes what is sampled), so the work is the same tasks, prompts and budgets.
 Peak-memory ratio of two adapters vs one policy: benchmarks/policy_memory.py.
 
 Run: python3 benchmarks/rollout_throughput.py [--adapters DIR] [--tasks 8]
@@ -32,6 +37,7 @@ def main() -> None:
     ap.add_argument("--adapters")
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(2)
     mcfg = ModelConfig(name="embedded")
@@ -39,7 +45,9 @@ def main() -> None:
     chat = ChatFormat(policies.tokenizer)
     tasks = generate_tasks(args.tasks, seed=123, min_steps=2, max_steps=2, n_distractors=1)
     cfg = RolloutConfig(agent="hierarchical", plans_per_task=4, attempts_per_subtask=4, max_planner_turns=3,
-                        max_executor_rounds=2, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=0)
+                        max_executor_rounds=2, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=0,
+                        constrain="off")
+    constrained_ratio(policies, chat, tasks, cfg, args.repeats)
     rollout = Rollout(policies, chat, cfg)
     t0 = time.perf_counter()
     episodes = rollout.run(tasks, make_env)
@@ -71,6 +79,30 @@ def main() -> None:
     plain_tps = rows * per_row / plain
     print(f"plain generate: {rows} x {per_row} tokens in {plain:.1f} s = {plain_tps:.1f} tok/s")
     print(f"ratio: {tokens / wall / plain_tps:.2f}")
+
+
+def constrained_ratio(policies, chat, tasks, cfg, repeats: int) -> float:
+    """Median generated tokens/s with rollout.constrain=tools over the same with off."""
+    from dataclasses import replace
+    from statistics import median
+
+    speed: dict[str, list[float]] = {"off": [], "tools": []}
+    for rep in range(repeats):
+        for mode in ("off", "tools") if rep % 2 == 0 else ("tools", "off"):
+            stats = policies.backend("planner").stats
+            masks0 = stats.mask_seconds
+            rollout = Rollout(policies, chat, replace(cfg, constrain=mode))
+            t0 = time.perf_counter()
+            episodes = rollout.run(tasks, make_env)
+            wall = time.perf_counter() - t0
+            tokens = sum(rollout.stats.generated_tokens.values())
+            speed[mode].append(tokens / wall)
+            invalid = sum(e.end_reason == "invalid_output_limit" for e in episodes)
+            print(f"  constrain={mode}: {tokens} tokens in {wall:.1f} s = {tokens / wall:.1f} tok/s, grammar masks "
+                  f"{stats.mask_seconds - masks0:.2f} s, episodes ending on invalid output: {invalid}/{len(episodes)}")
+    ratio = median(speed["tools"]) / median(speed["off"])
+    print(f"constrained ratio: {ratio:.2f} (median tok/s tools {median(speed['tools']):.1f} / off {median(speed['off']):.1f})")
+    return ratio
 
 
 if __name__ == "__main__":

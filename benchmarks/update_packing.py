@@ -40,7 +40,7 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(str(root / "configs" / "quickstart.yaml"),
                       ["model.threads=2", "train.tensorboard=false", "out=/tmp/cahl-bench-packing", f"seed={args.seed}"])
-    ctx = loop.build_context(cfg, Path(args.adapters))
+    ctx = loop.build_state(cfg, Path(args.adapters))
     calls = []
     update = loop.grpo_step
 

@@ -45,19 +45,18 @@ def cmd_eval(args) -> None:
     print(f"wrote {Path(cfg.out, 'eval.json')} ({result['seconds']} s)")
 
 
-def _eval_rollout(cfg, agent: str):
+def _eval_rollout(cfg, agent: str, constrain: str | None = None):
     from dataclasses import replace
 
     return replace(cfg.rollout, agent=agent, temperature=cfg.eval.temperature, max_new_tokens=cfg.eval.max_new_tokens,
-                   constrain=cfg.eval.constrain)
+                   constrain=constrain or cfg.eval.constrain, think_tokens=cfg.eval.think_tokens)
 
 
 def cmd_train(args) -> None:
-    from cahl.agents.build import build_policies
     from cahl.agents.chat import ChatFormat
     from cahl.agents.policy import PolicySet
-    from cahl.eval.harness import evaluate
-    from cahl.eval.report import write_report
+    from cahl.eval.harness import cached_raw_evaluation, evaluate, load_bench_tasks
+    from cahl.eval.report import comparison_table, write_report
     from cahl.train.dist import dist
     from cahl.train.loop import train
 
@@ -65,24 +64,38 @@ def cmd_train(args) -> None:
         raise CahlInputError("--restart goes with --resume: it says what to do when no checkpoint can be trusted")
     cfg = _config(args, [])
     run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
     agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
     evaluating = bool(cfg.train.eval_bench)
     main_process = dist().is_main  # under accelerate launch, one process evaluates and reports
-    if main_process and evaluating and not (run_dir / "eval_before.json").is_file():
-        policies, chat = build_policies(cfg.model)  # the untrained base model
-        evaluate(policies, chat, _eval_rollout(cfg, agent), cfg.train.eval_bench, cfg.train.eval_limit, run_dir,
-                 cfg.data_dir or None, cfg.eval.batch_size, label="eval_before")
-        del policies
+    groups = load_bench_tasks(cfg.train.eval_bench, cfg.train.eval_limit, cfg.data_dir or None) if evaluating else []
+    if main_process and evaluating:  # the untrained model, cached per (model, agent, items, prompt version, decoding)
+        for raw_agent in cfg.train.eval_raw:
+            cached_raw_evaluation(cfg, _eval_rollout(cfg, raw_agent), groups, run_dir, f"eval_before_{raw_agent}")
     train(cfg, resume=args.resume, restart=args.restart)
     if not main_process:
         return
     if evaluating:
         policies = PolicySet.from_checkpoint(cfg.model, run_dir / "final")
-        evaluate(policies, ChatFormat(policies.tokenizer), _eval_rollout(cfg, agent), cfg.train.eval_bench,
-                 cfg.train.eval_limit, run_dir, cfg.data_dir or None, cfg.eval.batch_size, label="eval_after")
+        for mode in cfg.train.eval_constrain:
+            evaluate(policies, ChatFormat(policies.tokenizer), _eval_rollout(cfg, agent, mode), cfg.train.eval_bench,
+                     cfg.train.eval_limit, run_dir, cfg.data_dir or None, cfg.eval.batch_size,
+                     label=f"eval_after_{mode}", groups=groups)
     report = write_report(run_dir)
     print(report.read_text().split("## Plots")[0])
+    print(comparison_table(run_dir))
     print(f"report: {report} (and {report.with_suffix('.html')})")
+
+
+def cmd_sft(args) -> None:
+    from cahl.train.sft import SFT_FILE, warm_start
+
+    cfg = _config(args, [])
+    folder = warm_start(cfg)
+    if folder is None:
+        raise CahlInputError("sft.steps is 0 for every role of train.schedule: there is no warm start to train")
+    print((folder / SFT_FILE).read_text())
+    print(f"warm start: {folder} (cached; `cahl train` with the same model, data and sft section starts from it)")
 
 
 def cmd_report(args) -> None:
@@ -174,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                    "start again from step 0 instead (its metrics and those checkpoints are replaced)")
     _common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sft", help="the SFT warm start of train.schedule's roles, cached (cahl train runs it first)")
+    _common(p)
+    p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("report", help="write RUN_DIR/report.md and report.html with plots")
     p.add_argument("run_dir")

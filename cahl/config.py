@@ -29,10 +29,12 @@ from cahl.types import CahlInputError
 @dataclass
 class ModelConfig:
     name: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct from PyPI), an HF model id, or a local path
-    dtype: str = "float32"  # float32 | bfloat16 | float16
+    dtype: str = "float32"  # the frozen base's precision in training: float32 | bfloat16 | float16 | auto (on a CPU the
+    #   faster of float32 and bfloat16, measured at start by one matmul of the 135M model's MLP shape; on a GPU
+    #   float32). LoRA adapters and their optimizer stay float32
     sample_dtype: str = ""  # the frozen base's precision while sampling (rollouts, evaluation): "" = dtype, or
-    #   float32 | bfloat16 | float16 | auto (bfloat16 on a CPU that multiplies it natively: x86 AVX512-BF16 or AMX;
-    #   else dtype, GPUs included). Adapters and updates stay in dtype. When it differs from dtype,
+    #   float32 | bfloat16 | float16 | auto (on a CPU the faster of float32 and bfloat16, measured as for model.dtype;
+    #   on a GPU model.dtype). Adapters and updates stay in dtype. When it differs from dtype,
     #   GRPO's old log-probs come from the update's own first forward, not from the sampler
     #   (train/{role}/sampler_gap says how far apart they were). On 2 CPU cores with AVX512-BF16, bfloat16
     #   decodes 1.44x as fast as float32 on identical work (benchmarks/sample_dtype.py): float32 GEMM is slow
@@ -55,8 +57,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(self.policies in ("adapters", "shared", "separate_models"), "model.policies",
                  "adapters, shared or separate_models", self.policies)
-        _require(self.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32, bfloat16 or float16",
-                 self.dtype)
+        _require(self.dtype in ("float32", "bfloat16", "float16", "auto"), "model.dtype",
+                 "float32, bfloat16, float16 or auto", self.dtype)
         _require(self.sample_dtype in ("", "auto", "float32", "bfloat16", "float16"), "model.sample_dtype",
                  "'', auto, float32, bfloat16 or float16", self.sample_dtype)
         checks.text(self.name, "model.name", "'embedded', an HF model id or a local path")
@@ -81,6 +83,7 @@ class EvalConfig:
     temperature: float = 0.0  # 0 = greedy, as the benchmarks' own harnesses
     max_new_tokens: int = 192  # per turn, in evaluation
     constrain: str = "tools"  # decoding in evaluation: off | protocol | tools (see rollout.constrain)
+    think_tokens: int = 16  # constrained turns in evaluation: most tokens inside <think>
     search_k: int = 3  # Bamboogle: passages returned per search call
 
     def __post_init__(self) -> None:
@@ -91,15 +94,21 @@ class EvalConfig:
         checks.number(self.temperature, "eval.temperature", 0)
         checks.integer(self.max_new_tokens, "eval.max_new_tokens", 1)
         checks.integer(self.search_k, "eval.search_k", 1)
+        checks.integer(self.think_tokens, "eval.think_tokens", 1)
         checks.one_of(self.constrain, ("off", "protocol", "tools"), "eval.constrain")
 
 
 @dataclass
 class SFTConfig:
-    steps: int = 0  # SFT warm-start optimizer steps per role before GRPO (0 = none)
+    steps: int = 0  # optimizer steps per role of the SFT warm start, a cached stage before GRPO (0 = none)
     batch_size: int = 8  # examples per SFT step
     lr: float = 2e-4  # SFT learning rate (AdamW)
     max_len: int = 1024  # examples longer than this many tokens are left out of the SFT pool
+    seed: int = 0  # seeds the warm start (its generated data, batches and initialisation), not the run's seed: every
+    #   seed of a run or an experiment starts from the same cached warm start, and seeds vary the RL phase
+    cache_dir: str = ""  # where warm starts are cached, one folder per content key ("" = $CAHL_CACHE_DIR/sft)
+    check_items: int = 16  # held-out items (ToolRL's test split, generated test-split tasks) whose unconstrained
+    #   greedy turns the parse check reads after SFT (0 = none)
     role_steps: dict[str, int] = field(default_factory=dict)  # steps of a role where they differ from sft.steps,
     #   e.g. {planner: 14, executor: 6}: a role whose loss is still falling gets more; the SFT phase lasts as many
     #   global steps as its longest role, and a role past its own count sits those steps out
@@ -114,6 +123,8 @@ class SFTConfig:
         _require(self.batch_size >= 1, "sft.batch_size", "an integer >= 1", self.batch_size)
         _require(self.max_len >= 1, "sft.max_len", "an integer >= 1", self.max_len)
         checks.number(self.lr, "sft.lr", 0, low_open=True)
+        checks.integer(self.seed, "sft.seed", 0)
+        checks.integer(self.check_items, "sft.check_items", 0)
 
     def steps_of(self, role: str) -> int:
         return self.role_steps.get(role, self.steps)
@@ -157,6 +168,12 @@ class TrainConfig:
     tensorboard: bool = True  # also write TensorBoard scalars to OUT/tb
     eval_bench: str = ""  # evaluate before and after training on this --bench spec ("" = no evaluation)
     eval_limit: int = 8  # items per benchmark category in those evaluations
+    eval_constrain: list[str] = field(default_factory=lambda: ["tools", "off"])  # decoding of the evaluations after
+    #   training, one each (OUT/eval_after_<mode>.json): constrained is the deployment figure, off what the policy
+    #   learnt by itself
+    eval_raw: list[str] = field(default_factory=lambda: ["hierarchical", "flat"])  # agents the untrained model is
+    #   evaluated as before training, under eval.constrain (OUT/eval_before_<agent>.json; cached per model, items,
+    #   prompt version and decoding, so a second run does not repeat it)
 
     def __post_init__(self) -> None:
         _require(self.schedule in ("joint", "separate", "flat"), "train.schedule", "joint, separate or flat",
@@ -168,6 +185,9 @@ class TrainConfig:
         _require(self.max_tokens >= 1, "train.max_tokens", "an integer >= 1", self.max_tokens)
         _require(self.policy_epochs >= 1, "train.policy_epochs", "an integer >= 1", self.policy_epochs)
         checks.items(self.data, ("synth", "toolrl"), "train.data")
+        checks.items(self.eval_constrain, ("off", "protocol", "tools"), "train.eval_constrain")
+        if self.eval_raw:
+            checks.items(self.eval_raw, ("hierarchical", "flat"), "train.eval_raw")
         checks.integer(self.n_synth, "train.n_synth", 1 if "synth" in self.data else 0)
         checks.integer(self.n_toolrl, "train.n_toolrl", 0)
         _require(1 <= self.synth_min_steps <= self.synth_max_steps <= MAX_STEPS, "train.synth_min_steps/synth_max_steps",

@@ -11,10 +11,9 @@ Budget rule: with the base config's train.steps = N (joint steps, each updating 
 train.tasks_per_step = T, every trained arm makes 2N optimizer steps in total and rolls out N*T
 tasks: separate and flat run 2N steps of ceil(T/2) tasks. The counters are printed per arm.
 Runs go seed by seed (all arms of seed 0, then seed 1, ...), so a cut-short experiment still has
-every arm for its first seeds. SFT is shared within a seed: the hierarchical arms (separate, joint,
-joint_no_align) start from the `sft` arm's checkpoint after its SFT steps, which is exactly where
-their own identical SFT phase would end (same config section, data and seed), so paired
-differences measure GRPO alone. `raw` under greedy evaluation (eval.temperature = 0) involves no
+every arm for its first seeds. SFT is one cached stage (train/sft.py) keyed by its content, not by
+the seed: every hierarchical arm of every seed starts from the same warm start, and flat from the
+flat one, so seeds vary the RL phase and paired differences measure GRPO alone. `raw` under greedy evaluation (eval.temperature = 0) involves no
 randomness and is evaluated once, for the first seed.
 Every (arm, seed) writes OUT/<arm>/seed_<s>/done.json when finished; a re-run skips those, and an
 interrupted training run resumes from its newest checkpoint.
@@ -192,27 +191,6 @@ def _curves(out: Path, arms: list[str], seeds: list[int]) -> None:
     plt.close(fig)
 
 
-SHARES_SFT = ("separate", "joint", "joint_no_align")  # hierarchical arms whose SFT phase equals the sft arm's
-
-
-def seed_from_sft(cfg, arm_dir: Path, sft_dir: Path) -> bool:
-    """Start `arm_dir` from the sft arm's checkpoint at the end of SFT (module docstring).
-
-    Copies the verified checkpoint and the SFT metrics; training then resumes after SFT. Returns
-    False (the arm runs its own SFT) when the arm has started already or there is nothing to share.
-    """
-    from cahl.train.checkpoint import verify
-
-    steps = cfg.sft.phase_steps(("planner", "executor"))  # the arms that share it are hierarchical
-    src = sft_dir / "checkpoints" / f"step_{steps:06d}"
-    if steps == 0 or (arm_dir / "checkpoints").exists() or not verify(src):
-        return False
-    (arm_dir / "checkpoints").mkdir(parents=True)
-    shutil.copytree(src, arm_dir / "checkpoints" / src.name)
-    shutil.copy2(sft_dir / "metrics.jsonl", arm_dir / "metrics.jsonl")
-    return True
-
-
 def run_experiment(cfg) -> str:
     exp = cfg.experiment
     out = Path(cfg.out)
@@ -224,8 +202,6 @@ def run_experiment(cfg) -> str:
             if arm == "raw" and i > 0 and cfg.eval.temperature == 0:
                 continue  # greedy, untrained: the same numbers for every seed
             run_dir = out / arm / f"seed_{seed}"
-            if arm in SHARES_SFT and "sft" in exp.arms and seed_from_sft(cfg, run_dir, out / "sft" / f"seed_{seed}"):
-                print(f"== {arm}, seed {seed}: starting from the sft arm's checkpoint after its SFT steps")
             print(f"== experiment arm {arm}, seed {seed} ({(time.perf_counter() - t0) / 60:.1f} min so far)")
             records.append(run_arm(cfg, arm, seed, run_dir))
             print(f"   {records[-1]['benchmarks']} budget {records[-1]['budget']}")

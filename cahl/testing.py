@@ -49,10 +49,14 @@ def parity_reward(trajectory, task) -> float:
     return sum(t % 2 == 0 for t in sampled) / max(len(sampled), 1)
 
 
-def train_args(model: str, out: str | Path, steps: int = 3) -> list[str]:
-    """Command line of the tiny training run (SFT + joint GRPO on `model`, both roles) that the
-    resume, determinism and distribution tests repeat; the parity reward gives GRPO groups signal."""
+def train_args(model: str, out: str | Path, steps: int = 3, sft_cache: str | Path | None = None) -> list[str]:
+    """Command line of the tiny training run (SFT warm start + `steps` joint GRPO steps on `model`,
+    both roles) that the resume, determinism and distribution tests repeat; the parity reward gives
+    GRPO groups signal. The warm start is cached in `sft_cache` (default: beside `out`, so the runs
+    of one test share it, as the runs of one experiment do)."""
+    cache = Path(sft_cache) if sft_cache is not None else Path(out).parent / "sft-cache"
     return [sys.executable, "-m", "cahl.cli", "train", "--out", str(out), f"model.name={model}", "model.lora_r=4",
+            f"sft.cache_dir={cache}", "sft.check_items=0",
             "model.threads=1", "sft.steps=2", "sft.batch_size=2", f"train.steps={steps}", "train.tasks_per_step=2",
             "train.data=[synth]", "train.n_synth=12", "train.tensorboard=false", "rollout.plans_per_task=2",
             "rollout.attempts_per_subtask=2", "rollout.max_new_tokens=32", "rollout.think_tokens=2", "rollout.max_planner_turns=2",

@@ -62,7 +62,7 @@ def test_rollout_takes_its_agent_from_the_schedule_on_the_quickstart_config(tmp_
     model = tiny_model(tmp_path / "tiny")
     dump = tmp_path / "rollouts.jsonl"
     out = _cahl("rollout", "--config", str(REPO / "configs" / "quickstart.yaml"), "--n", "2", "--dump", str(dump),
-                f"model.name={model}", "model.threads=1", "rollout.max_new_tokens=16")
+                f"model.name={model}", "model.threads=1", "rollout.max_new_tokens=32", "rollout.think_tokens=4")
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in dump.read_text().splitlines()]
     assert len({r["task_id"] for r in rows}) == 2 and {r["role"] for r in rows} <= {"planner", "executor"}

@@ -379,12 +379,15 @@ def test_same_seed_and_config_give_the_same_run(tmp_path):
 
     model = tiny_model(tmp_path / "tiny")
     runs = [tmp_path / "a", tmp_path / "b"]
-    procs = [subprocess.Popen(bench.train_args(model, run, steps=2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for run in runs]
+    procs = [subprocess.Popen(bench.train_args(model, run, steps=2, sft_cache=run / "sft-cache"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for run in runs]  # each its own warm start: SFT is compared too
     for proc in procs:
         assert proc.wait(timeout=240) == 0, proc.stderr.read().decode()[-2000:]
     a, b = (bench.metric_lines(run) for run in runs)
-    assert len(a) == 4 and a == b
+    assert len(a) == 2 and a == b
+    sft = [[{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+            for line in (run / "sft_metrics.jsonl").read_text().splitlines()] for run in runs]
+    assert len(sft[0]) == 2 and sft[0] == sft[1]
     assert any(line.get("train/planner/trajectories", 0) > 0 for line in a)  # GRPO really updated
     assert bench.adapter_digest(runs[0] / "final") == bench.adapter_digest(runs[1] / "final")
 

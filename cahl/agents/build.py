@@ -19,17 +19,58 @@ def native_bf16_cpu() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+_MEASURED: dict[int, dict[str, float]] = {}
+
+
+def matmul_seconds(threads: int = 0) -> dict[str, float]:
+    """Seconds of one [256, 576] x [576, 1536] product (the 135M model's MLP shape) in float32 and in
+    bfloat16 on this CPU, best of 5 (measured once per process; ~0.2 s)."""
+    import time
+
+    key = threads or torch.get_num_threads()
+    if key not in _MEASURED:
+        out = {}
+        for name in ("float32", "bfloat16"):
+            a = torch.randn(256, 576).to(DTYPES[name])
+            b = torch.randn(576, 1536).to(DTYPES[name])
+            best = float("inf")
+            for _ in range(6):
+                t0 = time.perf_counter()
+                for _ in range(4):
+                    a @ b
+                best = min(best, (time.perf_counter() - t0) / 4)
+            out[name] = best
+        _MEASURED[key] = out
+    return _MEASURED[key]
+
+
+def fastest_cpu_dtype() -> str:
+    """bfloat16 where it measures >= 1.25x as fast as float32 on this CPU, else float32. Machines
+    differ: on an AMD EPYC without native bf16 it was slower than float32, on one with AVX512-BF16
+    2.3x as fast, on a Xeon with AMX ~7x; so it is measured, not read off the CPU's flags."""
+    t = matmul_seconds()
+    return "bfloat16" if t["bfloat16"] * 1.25 <= t["float32"] else "float32"
+
+
+def train_dtype(model_cfg) -> str:
+    """`model.dtype` with "auto" resolved: the faster of float32 and bfloat16 on a CPU (measured),
+    float32 on a GPU."""
+    if model_cfg.dtype != "auto":
+        return model_cfg.dtype
+    return "float32" if str(model_cfg.device).startswith("cuda") else fastest_cpu_dtype()
+
+
 def sample_dtype(model_cfg) -> torch.dtype:
     """The dtype rollouts and evaluation decode in: `model.sample_dtype`, with "" and "auto" resolved.
 
-    auto = bfloat16 on a CPU with native bf16, where float32 decoding is slow at small batches;
-    elsewhere model.dtype. On a GPU the 135M model's decode is launch-bound, and bf16 sampling
+    auto = the faster of float32 and bfloat16 on a CPU (measured: `fastest_cpu_dtype`); elsewhere
+    model.dtype. On a GPU the 135M model's decode is launch-bound, and bf16 sampling
     with float32 adapters (their casts are extra kernels) measured slower: 14.7 s vs 6.4 s for a
     GRPO step's rollout on an H100 (benchmarks/cuda_check.py --only sample_dtype)."""
-    name = model_cfg.sample_dtype or model_cfg.dtype
+    name = model_cfg.sample_dtype or train_dtype(model_cfg)
     if name == "auto":
         cpu = not str(model_cfg.device).startswith("cuda")
-        name = "bfloat16" if cpu and native_bf16_cpu() else model_cfg.dtype
+        name = fastest_cpu_dtype() if cpu else train_dtype(model_cfg)
     return DTYPES[name]
 
 

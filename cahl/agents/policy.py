@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from cahl.agents.build import DTYPES, sample_dtype
+from cahl.agents.build import DTYPES, sample_dtype, train_dtype
 from cahl.agents.decoder import Sampler
 from cahl.agents.generation import HFBackend
 from cahl.agents.sampling import Sample, SamplingParams
@@ -209,7 +209,7 @@ class PolicySet:
                 model = next(iter(models.values()))
                 add(model, adapter)
             else:
-                base, tokenizer = load_model(model_cfg.name, _dtype(model_cfg.dtype), model_cfg.device)
+                base, tokenizer = load_model(model_cfg.name, _dtype(train_dtype(model_cfg)), model_cfg.device)
                 model = wrap(base, adapter)
             models[adapter] = model
         return cls(models, tokenizer, mode, roles, model_cfg.name, model_cfg.max_batch, sample_dtype(model_cfg))

@@ -12,35 +12,34 @@ import json
 
 from cahl.types import Message, Observation, ToolSpec
 
-PROMPT_VERSION = "4"  # 2: compact one-line tool rendering; 3: "..." placeholders (small models copied the descriptive
+PROMPT_VERSION = "5"  # 2: compact one-line tool rendering; 3: "..." placeholders (small models copied the descriptive
 #   ones); 4: oracle sub-tasks "Call NAME with k=v." (one per step, all calls in one where the first call ends the
-#   episode), canonical argument order, short thinks
+#   episode), canonical argument order, short thinks; 5: fixed instructions before the tools (a shared, cached prefix)
 
-FLAT = """You solve the user's request with tools.
-Tools:
-{tools}
-Reply with <think>...</think> then either
+# The fixed instructions come first and the tools last: every prompt of a role then starts with the
+# same tokens, whose KV the prefix cache computes once per run (the tools and dialogue differ).
+FLAT = """You solve the user's request with tools. Reply with <think>...</think> then either
 <tool_call>
 {{"name": ..., "arguments": {{...}}}}
 </tool_call>
 (one JSON object per line; several calls allowed) or <response>...</response> to answer the user.
-Tool results come back as <obs>...</obs>."""
-
-PLANNER = """You are the planner. An executor calls the tools below for you; it sees only your sub-task, not this conversation.
-Executor tools:
-{tools}
-Reply with <think>...</think> then either <subtask>...</subtask> (one step for the executor, with every value it needs)
-or <response>...</response> (the final answer to the user).
-The executor's answer comes back as <result>...</result>."""
-
-EXECUTOR = """You are the executor. Do the sub-task with the tools.
+Tool results come back as <obs>...</obs>.
 Tools:
-{tools}
-Reply with <think>...</think> then
+{tools}"""
+
+PLANNER = """You are the planner. An executor calls the tools for you; it sees only your sub-task, not this conversation.
+Reply with <think>...</think> then either <subtask>...</subtask> (one step for the executor, with every value it needs)
+or <response>...</response> (the final answer to the user). The executor's answer comes back as <result>...</result>.
+Executor tools:
+{tools}"""
+
+EXECUTOR = """You are the executor. Do the sub-task with the tools. Reply with <think>...</think> then
 <tool_call>
 {{"name": ..., "arguments": {{...}}}}
 </tool_call>
-(one JSON object per line). Results come back as <obs>...</obs>. When done, reply <result>...</result> (what you did and found)."""
+(one JSON object per line). Results come back as <obs>...</obs>. When done, reply <result>...</result> (what you did and found).
+Tools:
+{tools}"""
 
 ROLE_PROMPTS = {"flat": FLAT, "planner": PLANNER, "executor": EXECUTOR}
 

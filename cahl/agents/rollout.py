@@ -224,7 +224,7 @@ class _ToolActor(_Actor):
             self.traj.calls.extend(parsed.calls)
             self.traj.observations.extend(obs)
             self.tool_errors += sum(not o.ok for o in obs)
-            if getattr(self.env, "ends_on_call", False):
+            if self.env.ends_on_call:
                 self.final_text = answer
                 turn.feedback = render_observations(obs)
                 self.finish("answered")
@@ -283,7 +283,12 @@ class _PlannerActor(_Actor):
         self.calls.extend(chosen.traj.calls)
         self.waiting = False
         turn = self.traj.turns[-1]
-        if self.rounds >= self.engine.cfg.max_planner_turns:
+        if chosen.traj.calls and self.env.ends_on_call:
+            # the benchmark scores the first turn that calls (BFCL, API-Bank's ToolRL protocol), so the
+            # episode ends with the executor's calls: a planner going on would only add calls it counts wrong
+            turn.feedback = render_result(chosen.result_text())
+            self.finish("answered")
+        elif self.rounds >= self.engine.cfg.max_planner_turns:
             turn.feedback = render_result(chosen.result_text())
             self.finish("max_turns")
         else:

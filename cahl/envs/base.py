@@ -23,6 +23,7 @@ MAX_NAME_CHARS = 80  # a model-written tool name is echoed back at most this lon
 
 class Env(Protocol):
     tools: list[ToolSpec]
+    ends_on_call: bool  # the benchmark scores the first turn that calls: the whole episode ends there
 
     def reset(self, task: Task) -> None: ...
 

@@ -148,6 +148,8 @@ class HttpSearchBackend:
 class SearchEnv:
     """Env with one tool, `search(query)`; stateless between episodes."""
 
+    ends_on_call = False  # calls run and the episode goes on (Env protocol)
+
     def __init__(self, backend: SearchBackend, k: int = 3, max_doc_chars: int = 600, timeout_s: float = 15.0):
         self.backend = backend
         self.k = k

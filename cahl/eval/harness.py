@@ -41,30 +41,79 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
     items: list[dict] = []
     summary: dict = {}
     t0 = time.perf_counter()
-    # Batches span categories and benchmarks (a category of 3 items alone would decode at batch 3);
-    # each task gets its own benchmark's environment and verdict.
+    # One continuous batch over every item of every benchmark (rows join as others finish; a
+    # category of 3 items alone would decode at batch 3), longest prompts first so that the first
+    # prefill pads least and short prompts fill the slots late; each task gets its own benchmark's
+    # environment and verdict. batch_size: the most tasks in one rollout (all = 0).
     entries = [(bench, cat, task) for bench, cat, tasks in groups for task in tasks]
+    order = sorted(range(len(entries)), key=lambda i: -_prompt_size(entries[i][2]))
     rows: dict[tuple[str, str], list[dict]] = {(bench.name, cat): [] for bench, cat, _ in groups}
+    done: dict[int, dict] = {}
+    size = batch_size if batch_size > 0 else len(entries) or 1
     with tqdm(total=len(entries), desc=label, unit="task", dynamic_ncols=True) as bar:
-        for i in range(0, len(entries), batch_size):
-            chunk = entries[i:i + batch_size]
-            bench_of = {id(task): bench for bench, _, task in chunk}
-            rollout = Rollout(policies, chat, replace(cfg, seed=cfg.seed + i))
-            episodes = rollout.run([task for _, _, task in chunk], lambda task: bench_of[id(task)].make_env(task))
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
+            bench_of = {id(entries[i][2]): entries[i][0] for i in chunk}
+            rollout = Rollout(policies, chat, replace(cfg, seed=cfg.seed + start))
+            episodes = rollout.run([entries[i][2] for i in chunk], lambda task: bench_of[id(task)].make_env(task),
+                                   on_episode=lambda ep: bar.update(1))
             if cfg.agent == "hierarchical":
                 _mark_solved(episodes)
-            for (bench, cat, task), ep in zip(chunk, episodes, strict=True):  # one episode per task, in order
-                rows[(bench.name, cat)].append(_item(bench.name, cat, ep, bench.score(task, ep)))
-                bar.update(1)
+            for i, ep in zip(chunk, episodes, strict=True):  # one episode per task, in order
+                bench, cat, task = entries[i]
+                done[i] = _item(bench.name, cat, ep, bench.score(task, ep))
+    for i, (bench, cat, _) in enumerate(entries):
+        rows[(bench.name, cat)].append(done[i])
     for (name, cat), group_rows in rows.items():
         items.extend(group_rows)
         summary.setdefault(name, {})[cat] = _summarize(group_rows)
-    result = {"agent": cfg.agent, "constrain": cfg.constrain, "bench": bench_spec, "limit": limit,
+    result = {"agent": cfg.agent, "constrain": cfg.constrain, "bench": bench_spec or ",".join(
+                  f"{b.name}:{c}" for b, c, _ in groups), "limit": limit,
               "seconds": round(time.perf_counter() - t0, 1),
               "benchmarks": summary, "notes": {b.name: b.note for b, _, _ in groups if b.note}, "items": items}
     (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str))
     (out_dir / f"{label}.md").write_text(markdown_table(result))
     return result
+
+
+def cached_raw_evaluation(cfg, rollout_cfg: RolloutConfig, groups: list, out_dir: str | Path, label: str) -> dict:
+    """`evaluate` of the untrained model, cached under a key of everything its figures depend on:
+    the model, its sampling precision, the items, the prompt version and the decoding settings.
+    The result is written to OUT/{label}.json either way."""
+    import dataclasses
+    import hashlib
+    import shutil
+
+    from cahl.agents.build import build_policies, sample_dtype
+    from cahl.agents.prompts import PROMPT_VERSION
+    from cahl.paths import cache_dir
+
+    items = [[bench.name, cat, [t.id for t in tasks]] for bench, cat, tasks in groups]
+    key = {"model": cfg.model.name, "sample_dtype": str(sample_dtype(cfg.model)), "items": items,
+           "prompt_version": PROMPT_VERSION, "rollout": dataclasses.asdict(rollout_cfg), "search_k": cfg.eval.search_k}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cached = cache_dir() / "eval" / f"{rollout_cfg.agent}-{digest}.json"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cached.is_file():
+        shutil.copy2(cached, out_dir / f"{label}.json")
+        result = json.loads(cached.read_text())
+        (out_dir / f"{label}.md").write_text(markdown_table(result))
+        print(f"cahl: {label}: the untrained model's evaluation from the cache ({cached})")
+        return result
+    policies, chat = build_policies(cfg.model)
+    result = evaluate(policies, chat, rollout_cfg, "", 0, out_dir, cfg.data_dir or None, cfg.eval.batch_size,
+                      label=label, groups=groups)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    shutil.copy2(out_dir / f"{label}.json", tmp)
+    tmp.replace(cached)
+    return result
+
+
+def _prompt_size(task) -> int:
+    """Characters of a task's tools and dialogue: what its prompts' lengths follow."""
+    return len(json.dumps(task.tools)) + sum(len(m.get("content") or "") for m in task.messages)
 
 
 def _mark_solved(episodes) -> None:

@@ -60,6 +60,54 @@ def reward_trend(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _eval_files(run_dir: Path) -> list[Path]:
+    """The run's evaluations: before training (untrained model, per agent), then after (per decoding)."""
+    return sorted(run_dir.glob("eval_before*.json")) + sorted(run_dir.glob("eval_after*.json"))
+
+
+def comparison_table(run_dir: str | Path) -> str:
+    """One row per benchmark category, one column per evaluation of the run: accuracy, 95% interval, n."""
+    run_dir = Path(run_dir)
+    results = [(p.stem, json.loads(p.read_text())) for p in _eval_files(Path(run_dir))]
+    if not results:
+        return ""
+    heads = [f"{label.replace('eval_', '')} ({r.get('agent', '?')}, {r.get('constrain', '?')})" for label, r in results]
+    rows = dict.fromkeys((b, c) for _, r in results for b, cats in r["benchmarks"].items() for c in cats)
+    lines = ["| benchmark | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    for b, c in rows:
+        cells = []
+        for _, r in results:
+            s = r["benchmarks"].get(b, {}).get(c)
+            ci = s.get("ci95") if s else None
+            cells.append(f"{s['accuracy']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}] (n={s['n']})" if s and ci else
+                         f"{s['accuracy']:.3f} (n={s['n']})" if s else "")
+        lines.append(f"| {b}:{c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sft_section(run_dir: Path) -> list[str]:
+    """The warm start's loss curve per role and its held-out parse check (sft.json)."""
+    path = run_dir / "sft.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    md = ["## SFT warm start", "", f"{record['steps']} steps in {record['seconds']} s; examples per role: "
+          f"{record['examples']}; final loss: {record['final_loss']}.", ""]
+    check = record.get("parse_check") or {}
+    if check:
+        md += ["Held-out parse check (unconstrained greedy turns that follow the role's grammar):", "",
+               "| role | turns | parse rate |", "|---|---|---|"]
+        md += [f"| {role} | {c['turns']} | {c['parse_rate']:.3f} |" for role, c in check.items()] + [""]
+    curve = run_dir / "sft_metrics.jsonl"
+    if curve.is_file():
+        rows = [json.loads(line) for line in curve.read_text().splitlines() if line.strip()]
+        (run_dir / "plots").mkdir(exist_ok=True)
+        if _plot(rows, "SFT loss per role", lambda k: k.startswith("sft/") and k.endswith("/loss"),
+                 run_dir / "plots" / "sft_loss.png"):
+            md += ["![SFT loss per role](plots/sft_loss.png)", ""]
+    return md
+
+
 def write_report(run_dir: str | Path) -> Path:
     from cahl.eval.harness import markdown_table
 
@@ -80,10 +128,12 @@ def write_report(run_dir: str | Path) -> Path:
         md += [f"{len(rows)} steps logged. Last step:", "", "| metric | value |", "|---|---|"]
         md += [f"| {k} | {v:.4g} |" for k, v in sorted(last.items()) if isinstance(v, (int, float)) and not k.startswith("time/")]
         md.append("")
-    for label in ("eval_before", "eval_after"):
-        path = run_dir / f"{label}.json"
-        if path.is_file():
-            md += [f"## {label.replace('_', ' ')}", "", markdown_table(json.loads(path.read_text())), ""]
+    md += sft_section(run_dir)
+    table = comparison_table(run_dir)
+    if table:
+        md += ["## Before and after training", "", table, ""]
+    for path in _eval_files(run_dir):
+        md += [f"## {path.stem.replace('_', ' ')}", "", markdown_table(json.loads(path.read_text())), ""]
     md += ["## Plots", ""] + [f"![{title}](plots/{name})" for name, title in made] + [""]
     samples = run_dir / "samples.jsonl"
     if samples.is_file():

@@ -56,8 +56,8 @@ def save_checkpoint(run_dir: Path, step: int, policies, optimizer_states: dict, 
     tmp.mkdir()
     policies.save(tmp, adapter_states)
     for name, optimizer_state in optimizer_states.items():
-        torch.save(optimizer_state, tmp / f"optim_{name}.pt")
-    torch.save({**state, "step": step, "rng": rng_state()}, tmp / "state.pt")
+        torch.save(optimizer_state, tmp / optimizer_file(name))
+    torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE)
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     manifest = {str(p.relative_to(tmp)): _sha256(p) for p in files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -73,6 +73,44 @@ def save_checkpoint(run_dir: Path, step: int, policies, optimizer_states: dict, 
     for old in [p for p in steps if p.name > final.name] + [p for p in steps if p.name <= final.name][:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+STATE = "state.pt"  # step, counters and RNG states
+
+
+def optimizer_file(role: str) -> str:
+    """The file a role's optimizer state is saved in."""
+    return f"optim_{role}.pt"
+
+
+def save(run_dir: Path, step: int, state) -> Path | None:
+    """Checkpoint a TrainState (train/loop.py) after `step`. Every process calls it (sharded adapters
+    and optimizer states are gathered in collectives); the main process writes. Returns the folder
+    (None on other processes)."""
+    from cahl.train import sharding
+    from cahl.train.dist import dist
+
+    optims = {r: sharding.optimizer_state(state.policies, r, o) for r, o in state.optimizers.items()}
+    adapters = state.policies.adapter_states()
+    if not dist().is_main:
+        return None
+    return save_checkpoint(run_dir, step, state.policies, optims, {"counters": dict(state.counters)},
+                           adapter_states=adapters)
+
+
+def restore(folder: Path, state) -> int:
+    """Load a checkpoint's optimizer states, RNG states and counters into a TrainState whose policies
+    were built from the checkpoint's adapters; returns the step it continues after."""
+    from collections import Counter
+
+    from cahl.train import sharding
+
+    saved = load_state(folder)
+    for role, optimizer in state.optimizers.items():
+        sharding.load_optimizer_state(state.policies, role, optimizer, saved_optimizer(folder, role))
+    set_rng_state(saved["rng"])
+    state.counters = Counter(saved["counters"])
+    return saved["step"]
 
 
 def checkpoint_problem(folder: Path) -> str | None:
@@ -143,13 +181,13 @@ def _load(path: Path):
 
 def load_state(folder: Path) -> dict:
     """state.pt: step, counters and RNG states."""
-    return _load(Path(folder) / "state.pt")
+    return _load(Path(folder) / STATE)
 
 
 def saved_optimizer(folder: Path, name: str, optional: bool = False) -> dict | None:
     """The optimizer state saved as `name` (a role, or sft_<role>); where the checkpoint has none,
     None if `optional`, else an error."""
-    path = Path(folder) / f"optim_{name}.pt"
+    path = Path(folder) / optimizer_file(name)
     if not path.is_file():
         if optional:
             return None

@@ -42,6 +42,13 @@ class Dist:
 
             torch.distributed.barrier()
 
+    def barrier(self) -> None:
+        """Wait for every process (e.g. until the main one has written a file the others read)."""
+        if self.world > 1:
+            import torch.distributed
+
+            torch.distributed.barrier()
+
     def shard(self, items: list) -> list:
         return items[self.rank :: self.world]
 

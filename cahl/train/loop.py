@@ -1,4 +1,4 @@
-"""The training loop: SFT warm start, then GRPO under a schedule (DESIGN §5).
+"""The training loop: GRPO under a schedule (DESIGN §5), from the cached SFT warm start (train/sft.py).
 
 Each GRPO step reads top to bottom:
     1. rollout      episodes for this step's tasks (hierarchical, flat, or executor-only)
@@ -17,10 +17,12 @@ resumed run sees the same batches and samples as an uninterrupted one.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -32,25 +34,28 @@ from cahl.envs.registry import make_env
 from cahl.rl.advantages import group_advantages
 from cahl.train import sharding
 from cahl.train.dist import dist
-from cahl.train.checkpoint import checkpoint_to_resume, load_state, save_checkpoint, saved_optimizer, set_rng_state
+from cahl.train import checkpoint
+from cahl.train.checkpoint import checkpoint_to_resume
 from cahl.train.metrics import MetricsLogger
 from cahl.train.oracle import executor_examples, flat_example, oracle_subtasks, planner_example
-from cahl.train.update import grpo_step, sft_step
+from cahl.train.update import grpo_step
 from cahl.types import Task
 
 SCHEDULE_ROLES = {"joint": ("planner", "executor"), "separate": ("planner", "executor"), "flat": ("flat",)}
 
 
 # -- data -----------------------------------------------------------------------------------------
-def training_tasks(cfg) -> list[Task]:
-    """The training pool: generated multi-step tasks and ToolRL's SFT set (deduplicated against its test split)."""
+def training_tasks(cfg, seed: int | None = None) -> list[Task]:
+    """The training pool: generated multi-step tasks (from `seed`, default the run's) and ToolRL's
+    SFT set (deduplicated against its test split)."""
     tasks: list[Task] = []
     t = cfg.train
+    seed = cfg.seed if seed is None else seed
     for source in t.data:
         if source == "synth":
             from cahl.envs.synth import generate_tasks
 
-            tasks += generate_tasks(t.n_synth, seed=cfg.seed, min_steps=t.synth_min_steps,
+            tasks += generate_tasks(t.n_synth, seed=seed, min_steps=t.synth_min_steps,
                                     max_steps=t.synth_max_steps, n_distractors=t.synth_distractors, split="train")
         elif source == "toolrl":
             from cahl.data.toolrl import dedup_against, load_toolrl_sft, load_toolrl_test
@@ -65,7 +70,7 @@ def training_tasks(cfg) -> list[Task]:
 
 
 def ends_on_call(task: Task) -> bool:
-    return bool(getattr(make_env(task), "ends_on_call", False))
+    return make_env(task).ends_on_call
 
 
 def sft_pools(chat: ChatFormat, tasks: list[Task], roles, max_len: int) -> dict[str, list]:
@@ -105,9 +110,10 @@ def subtask_tasks(tasks: list[Task]) -> list[Task]:
 
 # -- the plan of steps ----------------------------------------------------------------------------
 def step_plan(cfg) -> list[tuple[str, tuple[str, ...], str]]:
-    """[(phase, roles trained, rollout agent)] for every global step; SFT steps first."""
+    """[(phase, roles trained, rollout agent)] for every GRPO step (the SFT warm start is a stage of
+    its own before them: train/sft.py)."""
     roles = SCHEDULE_ROLES[cfg.train.schedule]
-    plan = [("sft", tuple(r for r in roles if cfg.sft.steps_of(r) > i), "") for i in range(cfg.sft.phase_steps(roles))]
+    plan: list[tuple[str, tuple[str, ...], str]] = []
     n = cfg.train.steps
     if cfg.train.schedule == "joint":
         plan += [("grpo", roles, "hierarchical")] * n
@@ -123,19 +129,8 @@ def _rng(seed: int, step: int, what: str) -> random.Random:
 
 
 # -- steps ----------------------------------------------------------------------------------------
-def run_sft_step(ctx, step: int, roles) -> dict:
-    metrics = {}
-    for role in roles:
-        pool = ctx.sft_pool[role]
-        batch = _rng(ctx.cfg.seed, step, f"sft-{role}").sample(pool, min(ctx.cfg.sft.batch_size, len(pool)))
-        batch = dist().shard(batch)  # each process trains on its share of the global batch
-        m = sft_step(ctx.policies, role, ctx.sft_optimizers[role], batch, ctx.cfg.train.max_tokens,
-                     ctx.cfg.train.grad_clip, ctx.pad_id)
-        metrics.update({f"sft/{role}/{k}": v for k, v in m.items()})
-    return metrics
-
-
-def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
+def run_grpo_step(ctx: "TrainState", step: int, roles, agent: str) -> dict:
+    """One GRPO step, numbered as the module docstring reads; returns its metrics."""
     cfg, t0 = ctx.cfg, time.perf_counter()
     pool = ctx.subtask_pool if agent == "executor" else ctx.tasks
     n_tasks = cfg.train.tasks_per_step
@@ -182,6 +177,7 @@ def run_grpo_step(ctx, step: int, roles, agent: str) -> dict:
                                     refresh_old=epoch == 0 and ctx.policies.sample_dtype is not None))
             ctx.counters[f"optimizer_steps/{role}"] += 1
         metrics.update({f"train/{role}/{k}": v for k, v in epoch_means(epochs).items()})
+        ctx.counters[f"forced_tokens/{role}"] += int(epochs[0].get("forced_tokens", 0))
     t3 = time.perf_counter()
 
     ctx.counters["episodes"] += len(episodes)
@@ -283,8 +279,22 @@ def write_samples(run_dir: Path, step: int, episodes) -> None:
 
 
 # -- the run --------------------------------------------------------------------------------------
-class _Ctx:
-    pass
+@dataclass
+class TrainState:
+    """What a training stage runs on: the SFT stage (train/sft.py) and the GRPO loop share it, and
+    train/checkpoint.py saves and restores it (it owns the file layout)."""
+
+    cfg: Any
+    policies: Any  # PolicySet
+    chat: ChatFormat
+    pad_id: int
+    roles: tuple[str, ...]
+    optimizers: dict[str, torch.optim.Optimizer]  # role -> its adapter's optimizer (shared mode: one for all)
+    lr: dict[str, float] = field(default_factory=dict)  # role -> GRPO learning rate
+    tasks: list[Task] = field(default_factory=list)  # GRPO's task pool
+    subtask_pool: list[Task] = field(default_factory=list)  # oracle sub-tasks (separate schedule, stage 1)
+    counters: Counter = field(default_factory=Counter)  # episodes, trajectories, optimizer steps per role
+    last_episodes: list = field(default_factory=list)  # the latest step's episodes (samples for the report)
 
 
 def adapter_optimizers(policies, roles, lr: dict[str, float]) -> dict[str, torch.optim.AdamW]:
@@ -305,60 +315,51 @@ def with_lr(optimizer: torch.optim.Optimizer, lr: float) -> torch.optim.Optimize
     return optimizer
 
 
-def build_context(cfg, ckpt: Path | None = None) -> _Ctx:
-    """Policies (fresh, or the checkpoint's adapters), tasks, SFT pools and one optimizer per role."""
+def build_state(cfg, adapters: Path | None = None) -> TrainState:
+    """Policies (fresh, or the adapters saved in `adapters`: a checkpoint or the SFT warm start),
+    the GRPO task pool and one optimizer per role."""
     from cahl.agents.policy import PolicySet
 
     apply_runtime(cfg.model)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     roles = SCHEDULE_ROLES[cfg.train.schedule]
-    ctx = _Ctx()
-    ctx.cfg = cfg
     # trained adapters come back from the checkpoint; optimizers are then built over those parameters
-    ctx.policies = PolicySet.from_checkpoint(cfg.model, ckpt) if ckpt else PolicySet.create(cfg.model, roles=roles)
+    policies = PolicySet.from_checkpoint(cfg.model, adapters) if adapters else PolicySet.create(cfg.model, roles=roles)
     if dist().fsdp:  # before the optimizers: they must hold the sharded parameters
-        sharding.shard(ctx.policies, dist().world)
-    ctx.chat = ChatFormat(ctx.policies.tokenizer)
-    ctx.pad_id = ctx.policies.tokenizer.pad_token_id or 0
+        sharding.shard(policies, dist().world)
     every = training_tasks(cfg)
-    ctx.tasks = every[:cfg.train.task_pool or len(every)]  # GRPO's pool
-    ctx.subtask_pool = subtask_tasks(ctx.tasks)
-    sft_roles = [r for r in roles if cfg.sft.steps_of(r)]
-    ctx.sft_pool = sft_pools(ctx.chat, every, sft_roles, cfg.sft.max_len) if sft_roles else {}
-    ctx.lr = {"planner": cfg.train.lr_planner, "executor": cfg.train.lr_executor, "flat": cfg.train.lr_executor}
-    ctx.optimizers = adapter_optimizers(ctx.policies, roles, ctx.lr)
-    ctx.sft_optimizers = adapter_optimizers(ctx.policies, roles, {r: cfg.sft.lr for r in roles})
-    ctx.counters = Counter()
-    ctx.last_episodes = []
-    return ctx
+    tasks = every[:cfg.train.task_pool or len(every)]  # GRPO's pool
+    lr = {"planner": cfg.train.lr_planner, "executor": cfg.train.lr_executor, "flat": cfg.train.lr_executor}
+    return TrainState(cfg=cfg, policies=policies, chat=ChatFormat(policies.tokenizer),
+                      pad_id=policies.tokenizer.pad_token_id or 0, roles=roles,
+                      optimizers=adapter_optimizers(policies, roles, lr), lr=lr, tasks=tasks,
+                      subtask_pool=subtask_tasks(tasks))
 
 
 def train(cfg, resume: bool = False, stop_after: int | None = None, restart: bool = False) -> Path:
-    """Run SFT + GRPO as configured; returns the run folder. `stop_after` ends early (for tests).
-    `restart`: with `resume`, start from step 0 where no checkpoint can be trusted (else an error)."""
+    """The SFT warm start (cached: run only if missing), then GRPO as configured; returns the run
+    folder. `stop_after` ends early (for tests). `restart`: with `resume`, start from step 0 where no
+    checkpoint can be trusted (else an error)."""
     from cahl.config import to_dict
+    from cahl.train.sft import CURVE_FILE, SFT_FILE, warm_start
 
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    roles = SCHEDULE_ROLES[cfg.train.schedule]
     ckpt = checkpoint_to_resume(run_dir, restart) if resume else None
     if dist().is_main and dist().world > 1:  # a launch that silently ran one process shows here
         print(f"cahl: {dist().world} processes, {'sharded (FSDP2)' if dist().fsdp else 'replicated (DDP)'}")
-    ctx = build_context(cfg, ckpt)
+    sft = warm_start(cfg)
+    if sft is not None and dist().is_main:  # the warm start's curve and parse check, for the report
+        for name in (CURVE_FILE, SFT_FILE):
+            shutil.copy2(sft / name, run_dir / f"sft_{name}" if name == CURVE_FILE else run_dir / name)
+    ctx = build_state(cfg, ckpt or sft)
     logger = MetricsLogger(run_dir, tensorboard=cfg.train.tensorboard)
     plan = step_plan(cfg)
 
     start = 0
     if ckpt is not None:
-        state = load_state(ckpt)
-        for r in roles:
-            sharding.load_optimizer_state(ctx.policies, r, ctx.optimizers[r], saved_optimizer(ckpt, r))
-            if (sft := saved_optimizer(ckpt, f"sft_{r}", optional=True)) is not None:
-                sharding.load_optimizer_state(ctx.policies, r, ctx.sft_optimizers[r], sft)
-        set_rng_state(state["rng"])
-        ctx.counters = Counter(state["counters"])
-        start = state["step"]
+        start = checkpoint.restore(ckpt, ctx)
         logger.truncate_after(start)
         print(f"cahl: resumed from {ckpt} at step {start}/{len(plan)}")
     elif resume:
@@ -371,7 +372,7 @@ def train(cfg, resume: bool = False, stop_after: int | None = None, restart: boo
         (run_dir / "samples.jsonl").unlink(missing_ok=True)
     else:
         truncate_samples(run_dir, start)
-        old = yaml.safe_load(saved.read_text()) if saved.is_file() else None  # none: a seeded start (experiment)
+        old = yaml.safe_load(saved.read_text()) if saved.is_file() else None
         if old is not None and old != yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
             from cahl.types import CahlInputError
 
@@ -385,26 +386,16 @@ def train(cfg, resume: bool = False, stop_after: int | None = None, restart: boo
     for step in range(start, len(plan)):
         phase, step_roles, agent = plan[step]
         t0 = time.perf_counter()
-        if phase == "sft":
-            metrics = run_sft_step(ctx, step, step_roles)
-        else:
-            metrics = run_grpo_step(ctx, step, step_roles, agent)
+        metrics = run_grpo_step(ctx, step, step_roles, agent)
         metrics.update({"phase": phase, "time/step": time.perf_counter() - t0, **dict(ctx.counters)})
         if dist().is_main:  # metrics are the main process's shard; checkpoints are identical on all
             logger.log(step + 1, metrics)
-            if phase == "grpo":
-                write_samples(run_dir, step + 1, ctx.last_episodes)
+            write_samples(run_dir, step + 1, ctx.last_episodes)
         bar.update(1)
         shown = {k.split("/")[1][:4]: round(v, 3) for k, v in metrics.items() if k.startswith("reward/") and k.count("/") == 1}
         bar.set_postfix(phase=phase, **shown)
         if (step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == len(plan):
-            # every process: sharded adapters and optimizer state are gathered in collectives
-            optims = {**{r: sharding.optimizer_state(ctx.policies, r, o) for r, o in ctx.optimizers.items()},
-                      **{f"sft_{r}": sharding.optimizer_state(ctx.policies, r, o) for r, o in ctx.sft_optimizers.items()}}
-            adapters = ctx.policies.adapter_states()
-            if dist().is_main:
-                save_checkpoint(run_dir, step + 1, ctx.policies, optims, {"counters": dict(ctx.counters)},
-                                adapter_states=adapters)
+            checkpoint.save(run_dir, step + 1, ctx)  # every process: sharded state is gathered in collectives
         if stop_after is not None and step + 1 >= stop_after:
             break
     bar.close()

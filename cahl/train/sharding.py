@@ -119,7 +119,10 @@ def full_weights(policies) -> Iterator[None]:
 def optimizer_state(policies, role: str, optimizer: torch.optim.Optimizer) -> dict:
     """What a checkpoint stores for `optimizer`: its state_dict, or for sharded policies the full
     state keyed by parameter name (collective; only the main process receives it)."""
-    if not policies.sharded:
+    if not policies.sharded or not optimizer.state:
+        # never stepped: nothing to gather. torch's get_optimizer_state_dict would first initialise the
+        # state by a step on zero gradients, so the role's first real step (Adam's step 2 then) came out
+        # different from the replicated run's (seen when a role had no signal at the first GRPO step)
         return optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 

@@ -111,6 +111,7 @@ class FixedBackend:
 
 
 class AddEnv:
+    ends_on_call = False  # the Env protocol: calls run and the episode goes on
     tools = [{"name": "add", "description": "a + b", "parameters": {"type": "object", "properties": {
         "a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}}]
 

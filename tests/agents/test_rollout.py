@@ -66,6 +66,8 @@ class CalcEnv:
     """`add` over numbers; unknown tools fail. Each observation tells how many calls this env has
     run, so shared state between forked attempts would show."""
 
+    ends_on_call = False  # the Env protocol: calls run and the episode goes on
+
     tools = TOOLS
 
     def __init__(self):

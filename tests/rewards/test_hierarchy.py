@@ -290,6 +290,7 @@ class _Scripted:
 
 
 class _AddEnv:
+    ends_on_call = False  # the Env protocol: calls run and the episode goes on
     def reset(self, task):
         pass
 

@@ -70,7 +70,7 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
         out = _launch_two(["--config_file", str(config)], ["-m", *train_args(model, run, steps=2)[2:]])
         assert f"cahl: 2 processes, {'sharded (FSDP2)' if mode == 'fsdp' else 'replicated (DDP)'}" in out
     ddp, fsdp = (metric_lines(run) for run in runs.values())
-    assert len(ddp) == len(fsdp) == 4 and any(line.get("train/planner/trajectories", 0) > 0 for line in fsdp)
+    assert len(ddp) == len(fsdp) == 2 and any(line.get("train/planner/trajectories", 0) > 0 for line in fsdp)
     for a, b in zip(ddp, fsdp):
         assert a.keys() == b.keys()
         for key in a:
@@ -85,20 +85,20 @@ def test_sharded_training_matches_replicated_and_resumes_exactly(tmp_path):
         for key, value in tensors.items():
             torch.testing.assert_close(final[name][key], value, rtol=1e-3, atol=1e-5)
 
-    # resume: drop the last checkpoint and the final adapters (read above), continue from step 3
+    # resume: drop the last checkpoint and the final adapters (read above), continue from step 1
     resumed = runs["fsdp"]
-    shutil.rmtree(resumed / "checkpoints" / "step_000004")
+    shutil.rmtree(resumed / "checkpoints" / "step_000002")
     shutil.rmtree(resumed / "final")
     config = ROOT / "configs" / "accelerate" / "fsdp_cpu.yaml"
     out = _launch_two(["--config_file", str(config)], ["-m", *train_args(model, resumed, steps=2)[2:], "--resume"])
-    assert "resumed from" in out and "step_000003" in out
+    assert "resumed from" in out and "step_000001" in out
     again = adapter_tensors(resumed / "final")
     for name, tensors in final.items():
         for key, value in tensors.items():
             assert torch.equal(again[name][key], value), (name, key)
 
     # the sharded checkpoint (optimizer state keyed by name) also resumes in one unsharded process
-    shutil.rmtree(resumed / "checkpoints" / "step_000004")
+    shutil.rmtree(resumed / "checkpoints" / "step_000002")
     shutil.rmtree(resumed / "final")
     done = subprocess.run(train_args(model, resumed, steps=2) + ["--resume"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0 and "resumed from" in done.stdout, done.stderr[-3000:]

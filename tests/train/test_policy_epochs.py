@@ -6,7 +6,7 @@ import pytest
 
 from cahl.config import load_config
 from cahl.testing import tiny_model
-from cahl.train.loop import build_context, epoch_means, run_grpo_step
+from cahl.train.loop import build_state, epoch_means, run_grpo_step
 
 
 def test_epoch_means_average_every_metric_but_take_the_largest_ratio():
@@ -21,7 +21,7 @@ def _step(tmp_path, epochs: int) -> tuple[dict, dict]:
                              "rollout.max_planner_turns=2", "rollout.max_context=1024", "train.lr_planner=0.01",
                              "train.lr_executor=0.01", "train.filter_zero_variance=false",
                              "reward.custom=cahl.testing:parity_reward", f"train.policy_epochs={epochs}"])
-    ctx = build_context(cfg)
+    ctx = build_state(cfg)
     metrics = run_grpo_step(ctx, 0, ("planner", "executor"), "hierarchical")
     return metrics, dict(ctx.counters)
 

@@ -23,7 +23,7 @@ def test_sigkill_then_resume_reaches_the_same_adapters(tmp_path, extra):
 
     proc = subprocess.Popen(train_args(model, cut) + extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 200
-    while not (cut / "checkpoints" / "step_000003").is_dir() and time.time() < deadline and proc.poll() is None:
+    while not (cut / "checkpoints" / "step_000001").is_dir() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
@@ -35,8 +35,8 @@ def test_sigkill_then_resume_reaches_the_same_adapters(tmp_path, extra):
     assert adapter_digest(cut / "final") == adapter_digest(ref / "final")
     grpo = [json.loads(l) for l in (ref / "metrics.jsonl").read_text().splitlines() if '"grpo"' in l]
     trained = [r["train/planner/trajectories"] + r["train/executor/trajectories"] > 0 for r in grpo]
-    # steps 1-2 are SFT and 3-5 GRPO; killed after step 3's checkpoint, the resumed run redoes 4-5: one of
-    # them must really update (a step whose groups all have equal rewards trains nothing)
+    # GRPO steps 1-3 after the cached warm start; killed after step 1's checkpoint, the resumed run redoes
+    # 2-3: one of them must really update (a step whose groups all have equal rewards trains nothing)
     assert len(grpo) == 3 and any(trained[1:])
     # a step that updated a role sampled in bfloat16 reports how far the sampler was from the update
     assert all(any(k.endswith("/sampler_gap") for k in r) == (bool(extra) and t) for r, t in zip(grpo, trained))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cahl.agents.build import native_bf16_cpu, sample_dtype
+from cahl.agents import build
+from cahl.agents.build import sample_dtype, train_dtype
 from cahl.config import load_config
 from cahl.testing import tiny_model
-from cahl.train.loop import build_context, run_grpo_step
+from cahl.train.loop import build_state, run_grpo_step
 from cahl.types import CahlInputError
 
 
@@ -22,12 +23,17 @@ def _cfg(tmp_path, *overrides):
                               "reward.custom=cahl.testing:parity_reward", *overrides])
 
 
-def test_sample_dtype_resolves_empty_to_the_model_dtype_and_auto_by_hardware():
+@pytest.mark.parametrize("seconds, expected", [({"float32": 1.0, "bfloat16": 0.5}, torch.bfloat16),
+                                               ({"float32": 1.0, "bfloat16": 0.9}, torch.float32),
+                                               ({"float32": 1.0, "bfloat16": 3.0}, torch.float32)])
+def test_sample_dtype_resolves_empty_to_the_model_dtype_and_auto_by_measurement(monkeypatch, seconds, expected):
     cfg = load_config(None, [])
     assert sample_dtype(cfg.model) == torch.float32
     assert sample_dtype(load_config(None, ["model.sample_dtype=bfloat16"]).model) == torch.bfloat16
-    auto = sample_dtype(load_config(None, ["model.sample_dtype=auto"]).model)
-    assert auto == (torch.bfloat16 if native_bf16_cpu() else torch.float32)
+    monkeypatch.setattr(build, "matmul_seconds", lambda threads=0: seconds)  # as measured on three kinds of CPU
+    assert sample_dtype(load_config(None, ["model.sample_dtype=auto"]).model) == expected
+    assert train_dtype(load_config(None, ["model.dtype=auto"]).model) == str(expected).split(".")[1]
+    assert sample_dtype(load_config(None, ["model.dtype=auto"]).model) == expected  # "" follows dtype
     # on a GPU auto keeps model.dtype (decode there is launch-bound; bf16 sampling measured slower)
     assert sample_dtype(load_config(None, ["model.sample_dtype=auto", "model.device=cuda"]).model) == torch.float32
     with pytest.raises(CahlInputError, match="model.sample_dtype"):
@@ -35,7 +41,7 @@ def test_sample_dtype_resolves_empty_to_the_model_dtype_and_auto_by_hardware():
 
 
 def test_sampling_swaps_the_frozen_base_and_restores_the_same_tensors(tmp_path):
-    ctx = build_context(_cfg(tmp_path, "model.sample_dtype=bfloat16"))
+    ctx = build_state(_cfg(tmp_path, "model.sample_dtype=bfloat16"))
     policies = ctx.policies
     assert policies.sample_dtype == torch.bfloat16
     model = policies.model
@@ -56,7 +62,7 @@ def test_sampling_swaps_the_frozen_base_and_restores_the_same_tensors(tmp_path):
 
 
 def test_without_sample_dtype_sampling_changes_nothing(tmp_path):
-    ctx = build_context(_cfg(tmp_path))
+    ctx = build_state(_cfg(tmp_path))
     assert ctx.policies.sample_dtype is None
     with ctx.policies.sampling():
         assert all(p.dtype == torch.float32 for p in ctx.policies.model.parameters())
@@ -65,7 +71,7 @@ def test_without_sample_dtype_sampling_changes_nothing(tmp_path):
 def test_grpo_takes_old_logprobs_from_its_own_forward_and_logs_the_gap(tmp_path):
     """Sampled in bfloat16, trained in float32: the rollout's log-probs differ from the policy's,
     yet the first epoch's ratio is exactly 1 (old = the update's own), and the gap is logged."""
-    ctx = build_context(_cfg(tmp_path, "model.sample_dtype=bfloat16", "train.policy_epochs=2"))
+    ctx = build_state(_cfg(tmp_path, "model.sample_dtype=bfloat16", "train.policy_epochs=2"))
     metrics = run_grpo_step(ctx, 0, ("planner", "executor"), "hierarchical")
     trajs = [tr for ep in ctx.last_episodes for tr in ep.trajectories if tr.role == "planner"]
     assert metrics["train/planner/trajectories"] == len(trajs)
@@ -75,7 +81,7 @@ def test_grpo_takes_old_logprobs_from_its_own_forward_and_logs_the_gap(tmp_path)
 
 
 def test_first_epoch_ratio_is_one_with_a_low_precision_sampler(tmp_path):
-    ctx = build_context(_cfg(tmp_path, "model.sample_dtype=bfloat16"))
+    ctx = build_state(_cfg(tmp_path, "model.sample_dtype=bfloat16"))
     metrics = run_grpo_step(ctx, 0, ("planner", "executor"), "hierarchical")
     assert metrics["train/planner/ratio_max"] == pytest.approx(1.0, abs=1e-6)
     assert metrics["train/planner/sampler_gap"] > 0.0
@@ -84,13 +90,13 @@ def test_first_epoch_ratio_is_one_with_a_low_precision_sampler(tmp_path):
 def test_sharded_training_refuses_a_sample_dtype(tmp_path):
     from cahl.train import sharding
 
-    ctx = build_context(_cfg(tmp_path, "model.sample_dtype=bfloat16"))
+    ctx = build_state(_cfg(tmp_path, "model.sample_dtype=bfloat16"))
     with pytest.raises(CahlInputError, match="model.sample_dtype"):
         sharding.shard(ctx.policies, 1)
 
 
 def test_sampling_swaps_every_base_copy_of_separate_models(tmp_path):
-    ctx = build_context(_cfg(tmp_path, "model.sample_dtype=bfloat16", "model.policies=separate_models"))
+    ctx = build_state(_cfg(tmp_path, "model.sample_dtype=bfloat16", "model.policies=separate_models"))
     models = ctx.policies.models()
     assert len(models) == 2
     with ctx.policies.sampling():

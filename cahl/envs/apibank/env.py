@@ -33,6 +33,8 @@ def default_root() -> Path:
 class ApiBankEnv:
     """The 50 API-Bank APIs over a private, copy-on-write copy of the init databases per episode."""
 
+    ends_on_call = False  # calls run and the episode goes on (Env protocol)
+
     def __init__(self, data_root: Path | None = None, timeout_s: float = DEFAULT_TOOL_TIMEOUT_S) -> None:
         self.root = Path(data_root) if data_root is not None else default_root()
         self.timeout_s = timeout_s

@@ -94,6 +94,8 @@ class SynthEnv:
     tool the task did not offer is an unknown tool, as it would be to the model.
     """
 
+    ends_on_call = False  # calls run and the episode goes on (Env protocol)
+
     def __init__(self, timeout_s: float = DEFAULT_TOOL_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
         self.tools: list[ToolSpec] = []
