@@ -79,7 +79,7 @@ class EvalConfig:
     bench: str = "bfcl_v3:simple,api_bank,bamboogle"  # comma list of BENCH[:CATEGORY]
     limit: int = 0  # items per benchmark/category; 0 = all
     agent: str = "flat"  # flat | hierarchical
-    batch_size: int = 16  # tasks rolled out together (progress is reported per batch)
+    batch_size: int = 0  # most tasks in one rollout (0 = all: one continuous batch over every item, the fastest)
     temperature: float = 0.0  # 0 = greedy, as the benchmarks' own harnesses
     max_new_tokens: int = 192  # per turn, in evaluation
     constrain: str = "tools"  # decoding in evaluation: off | protocol | tools (see rollout.constrain)
@@ -90,7 +90,7 @@ class EvalConfig:
         _require(self.agent in ("flat", "hierarchical"), "eval.agent", "flat or hierarchical", self.agent)
         checks.bench_spec(self.bench, "eval.bench")
         checks.integer(self.limit, "eval.limit", 0)  # -3 took tasks[:-3]: 122 of Bamboogle's 125, silently
-        checks.integer(self.batch_size, "eval.batch_size", 1)
+        checks.integer(self.batch_size, "eval.batch_size", 0)
         checks.number(self.temperature, "eval.temperature", 0)
         checks.integer(self.max_new_tokens, "eval.max_new_tokens", 1)
         checks.integer(self.search_k, "eval.search_k", 1)
@@ -142,6 +142,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["synth", "toolrl"])  # training sources
     n_synth: int = 400  # generated multi-step training tasks
     n_toolrl: int = 0  # ToolRL SFT items used (0 = all 399 after deduplication)
+    toolrl_dialogues: bool = True  # also each single-message ToolRL calling item as a 3-turn dialogue (API-Bank's shape)
     task_pool: int = 0  # GRPO draws its tasks from the first N training tasks only (0 = all; SFT uses all).
     #   A pool of `tasks_per_step` tasks trains on the same tasks every step, so the reward curve shows learning
     #   rather than the spread between tasks

@@ -2,6 +2,7 @@
 
     planner:   <think>T</think>\\n then <subtask>B</subtask> or <response>B</response>
     executor:  <think>T</think>\\n then <tool_call>\\nCALL(\\nCALL)*\\n</tool_call> or <result>B</result>
+               (its first turn on a sub-task: the <tool_call> block only, rollout.executor_calls_first)
     flat:      <think>T</think>\\n then <tool_call>...</tool_call> or <response>B</response>
 
 T and B are free text with no `<` that starts with a visible character (so every tag is present,
@@ -42,7 +43,8 @@ INTEGER_COST, NUMBER_COST = 11, 22  # tokens, at one per character (SmolLM2 and 
 KEY_TOKENS = 8  # cap on a key of a free-form object
 # (string tokens, array items) per value, tried largest first until a call fits its share of the budget
 LADDER = ((32, 8), (24, 6), (16, 4), (12, 3), (8, 2), (4, 1), (1, 1))
-GOOD_ENOUGH = 3  # index in LADDER: fewer calls per turn before strings shorter than this
+GOOD_ENOUGH = 1  # index in LADDER: fewer calls per turn before strings shorter than this (24 tokens: SmolLM2
+#   and Qwen split digits, so an ID or a date-time is 8-19 tokens; at 12 they were cut: "34567890" -> "3456")
 
 
 @dataclass(frozen=True)
@@ -216,9 +218,10 @@ def _call(lark: _Lark, tool: ToolSpec, string_tokens: int, items: int) -> tuple[
 
 
 def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: int, think_tokens: int,
-                 max_calls: int, count: Callable[[str], int]) -> Grammar | None:
+                 max_calls: int, count: Callable[[str], int], calls_only: bool = False) -> Grammar | None:
     """The grammar of one `role` turn over `tools` (None when mode is off). `count(text)`: tokens of
-    `text` in the policy's tokenizer (for the budget)."""
+    `text` in the policy's tokenizer (for the budget). `calls_only` (executor): the turn must be a
+    <tool_call> block, no <result>, wherever a call of some tool fits (rollout.executor_calls_first)."""
     if mode not in MODES:
         raise CahlInputError(f"rollout.constrain: expected one of {list(MODES)}, got {mode!r}")
     if role not in ("planner", "executor", "flat"):
@@ -247,7 +250,7 @@ def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: in
     if mode == "protocol":
         cap = max(calls_room, 1)
         calls = _seq(open_, base.capped(TEXT, cap, "text"), close)
-        return _finish(base, head, _alternatives([calls] + text_parts), max_new_tokens)
+        return _finish(base, head, calls if calls_only else _alternatives([calls] + text_parts), max_new_tokens)
     if not tools:
         return _finish(base, head, _alternatives(text_parts), max_new_tokens)
     k, levels = 1, {}
@@ -263,7 +266,7 @@ def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: in
     line = _alternatives([_call(base, tools[i], *LADDER[levels[i]]) for i in fitting])
     more = f' ({newline[0]} {line[0]}){{0,{k - 1}}}' if k > 1 else ""
     calls = (f"{open_[0]} {line[0]}{more} {close[0]}", open_[1] + k * line[1] + (k - 1) * newline[1] + close[1])
-    return _finish(base, head, _alternatives([calls] + text_parts), max_new_tokens, dropped)
+    return _finish(base, head, calls if calls_only else _alternatives([calls] + text_parts), max_new_tokens, dropped)
 
 
 def _fit(count, tool: ToolSpec, share: int) -> int | None:

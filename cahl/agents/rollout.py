@@ -64,6 +64,8 @@ class RolloutConfig:
     #   tool whose arguments follow its JSON schema). The policy trained is then the masked distribution
     think_tokens: int = 16  # constrained turns: most tokens inside <think> (then </think> is forced)
     max_calls: int = 4  # constrained turns: most calls in one <tool_call> block
+    executor_calls_first: bool = True  # constrained turns: an executor's first turn on a sub-task is a <tool_call>
+    #   block (no <result> before any tool ran: the planner delegates tool work and answers the rest itself)
 
 
 def check_config(cfg: RolloutConfig) -> None:
@@ -414,13 +416,15 @@ class Rollout:
             if callable(clear):
                 clear()
 
-    def grammar(self, role: str, task: Task) -> str | None:
-        """The Lark text constraining `role`'s turns on `task` (None when rollout.constrain is off)."""
-        key = (role, id(task))
+    def grammar(self, role: str, task: Task, first: bool = False) -> str | None:
+        """The Lark text constraining `role`'s turns on `task` (None when rollout.constrain is off);
+        `first`: the trajectory's first turn (an executor's must call, rollout.executor_calls_first)."""
+        calls_only = first and role == "executor" and self.cfg.executor_calls_first
+        key = (role, id(task), calls_only)
         if key not in self._grammars:
             cfg = self.cfg
             g = turn_grammar(role, task.tools, cfg.constrain, cfg.max_new_tokens, cfg.think_tokens, cfg.max_calls,
-                             lambda text: len(self.chat.encode(text)))
+                             lambda text: len(self.chat.encode(text)), calls_only=calls_only)
             self._grammars[key] = g.text if g is not None else None
             self.dropped_tools += len(g.dropped) if g is not None else 0
         return self._grammars[key]
@@ -435,7 +439,8 @@ class Rollout:
         for (role, ids, priority), actors in pending.items():
             for actor in actors:
                 actor.in_flight = True
-            grammar = self.grammar(role, actors[0].task)  # one prompt: one task, one role
+            # one prompt: one task, one role, one turn number
+            grammar = self.grammar(role, actors[0].task, first=not actors[0].traj.turns)
             turn = replace(params[role], grammar=grammar) if grammar else params[role]
             sampler.submit(role, list(ids), turn, n=len(actors), tags=actors, priority=priority)
 

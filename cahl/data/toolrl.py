@@ -169,3 +169,31 @@ def _task(task_id: str, system: str, dialogue: str, target: str, split: str, whe
 def _identity(task: Task) -> tuple:
     users = tuple(m["content"] for m in task.messages if m["role"] == "user")
     return users, tuple(sorted(t["name"] for t in task.tools))
+
+
+# The request in a short dialogue, the shape of API-Bank's ToolRL protocol: the user asks, the
+# assistant acknowledges in a <response>, and the user's last turn asks for the call. ToolRL's SFT
+# file has 18 dialogues among 400 items, so without these a planner learns to delegate only a
+# single-message request and answers a dialogue itself.
+_ACKS = ("Sure, I can help with that.", "Alright, let me take care of it.", "Got it.",
+         "Of course. I will handle that for you.")
+_CLOSINGS_ONE = ("Based on our conversation above, please only make one tool call to solve my need.",
+                 "Please go ahead and do it now.", "Yes, please make the call.")
+_CLOSINGS_MANY = ("Based on our conversation above, please make the tool calls to solve my need.",
+                  "Please go ahead and do it now.")
+
+
+def dialogue_variant(task: Task) -> Task | None:
+    """`task` (one user message, gold calls) as a three-turn dialogue ending on the user's request
+    for the call; None for a task of another shape. Deterministic in the task id."""
+    if len(task.messages) != 1 or task.messages[0].get("role") != "user" or not task.gold_calls:
+        return None
+    import hashlib
+    from dataclasses import replace
+
+    h = int(hashlib.sha256(task.id.encode()).hexdigest()[:8], 16)
+    closings = _CLOSINGS_ONE if len(task.gold_calls) == 1 else _CLOSINGS_MANY
+    messages = [dict(task.messages[0]),
+                {"role": "assistant", "content": f"<response>{_ACKS[h % len(_ACKS)]}</response>"},
+                {"role": "user", "content": closings[(h // len(_ACKS)) % len(closings)]}]
+    return replace(task, id=f"{task.id}#dialogue", messages=messages, meta=dict(task.meta))

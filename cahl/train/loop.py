@@ -47,7 +47,8 @@ SCHEDULE_ROLES = {"joint": ("planner", "executor"), "separate": ("planner", "exe
 # -- data -----------------------------------------------------------------------------------------
 def training_tasks(cfg, seed: int | None = None) -> list[Task]:
     """The training pool: generated multi-step tasks (from `seed`, default the run's) and ToolRL's
-    SFT set (deduplicated against its test split)."""
+    SFT set (deduplicated against its test split), with its single-message calling items also as
+    dialogues when train.toolrl_dialogues (data/toolrl.py: dialogue_variant)."""
     tasks: list[Task] = []
     t = cfg.train
     seed = cfg.seed if seed is None else seed
@@ -60,8 +61,13 @@ def training_tasks(cfg, seed: int | None = None) -> list[Task]:
         elif source == "toolrl":
             from cahl.data.toolrl import dedup_against, load_toolrl_sft, load_toolrl_test
 
+            from cahl.data.toolrl import dialogue_variant
+
             kept, _ = dedup_against(load_toolrl_sft(cfg.data_dir or None), load_toolrl_test(cfg.data_dir or None))
-            tasks += kept[: t.n_toolrl] if t.n_toolrl else kept
+            kept = kept[: t.n_toolrl] if t.n_toolrl else kept
+            tasks += kept
+            if t.toolrl_dialogues:
+                tasks += [v for v in map(dialogue_variant, kept) if v is not None]
         else:
             from cahl.types import CahlInputError
 

@@ -89,11 +89,14 @@ def planner_example(chat: ChatFormat, task: Task, ends_on_call: bool = False):
     first calling turn ends the episode (ends_on_call) the one sub-task is the whole example."""
     subtasks, results = oracle_subtasks(task, ends_on_call), _results(task)
     turns = []
+    steps = oracle_steps(task, ends_on_call)
     for k, (sub, res) in enumerate(zip(subtasks, results if not ends_on_call else ["ok"])):
         feedback = None if ends_on_call else render_result(res)
-        turns.append((f"<think>Step {k + 1} of {len(subtasks)}.</think>\n<subtask>{sub}</subtask>", feedback))
+        names = ", ".join(dict.fromkeys(c.name for c in steps[k]))
+        turns.append((f"<think>Step {k + 1} of {len(subtasks)}: {names}.</think>\n<subtask>{sub}</subtask>", feedback))
     if not ends_on_call or not subtasks:
-        turns.append(("<think>Done.</think>\n<response>" + _final_answer(task) + "</response>", None))
+        done = f"All {len(subtasks)} steps done." if subtasks else "No tool fits."
+        turns.append((f"<think>{done}</think>\n<response>" + _final_answer(task) + "</response>", None))
     return build_example(chat, "planner", task.tools, task.messages, turns)
 
 
