@@ -21,7 +21,7 @@ float32; TRL keeps float32, so the ratio then compares different precisions); th
 divides by the fp32 peak, as the target is defined, and a last line divides by the bf16 matmul
 peak measured the same way (on this CPU's avx512_bf16 about 2.2x the fp32 one).
 
-Run: python3 benchmarks/grpo_step_vs_trl.py [--no-trl] [--dtype bfloat16] [--profile]   (TRL needs `pip install -e .[bench]`, i.e. trl==1.16.0)
+Run: python3 benchmarks/grpo_step_vs_trl.py [--no-trl] [--dtype bfloat16] [--profile]   (TRL needs `pip install -e '.[bench]'`: trl==1.16.0 and datasets; checked before any work)
 """
 
 from __future__ import annotations
@@ -165,6 +165,13 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="also profile one more step's update and print its seconds by kind of op")
     args = ap.parse_args()
+    if not args.no_trl:  # before any work: cahl's half takes minutes, then TRL's import would fail
+        import importlib.util
+
+        missing = [m for m in ("trl", "datasets") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SystemExit(f"grpo_step_vs_trl: {', '.join(missing)} not installed; run "
+                             f"`.venv/bin/pip install -e '.[bench]'` (or pass --no-trl for cahl's step alone)")
     torch.set_num_threads(2)
     peak = matmul_flops()
     ctx, ours, m, completion_tokens, (computed, logical), pairs = cahl_step(args.dtype)

@@ -5,7 +5,9 @@
                (its first turn on a sub-task: the <tool_call> block only, rollout.executor_calls_first)
     flat:      <think>T</think>\\n then <tool_call>...</tool_call> or <response>B</response>
 
-T and B are free text with no `<` that starts with a visible character (so every tag is present,
+T and B are free text with no `<` that starts with a visible character (B at most
+rollout.answer_tokens tokens: a small model copying a tool's error into its <result> repeats
+a list until the budget ends, and one such row holds a decode batch for the whole turn) (so every tag is present,
 in order, once, and non-empty: the format reward's rule, `rewards/format.py`). Under `tools` each
 CALL is the JSON object `format_calls` writes, `{"name": N, "arguments": {...}}` with
 json.dumps' spacing, N one of the offered tools and the arguments that tool's JSON schema:
@@ -218,10 +220,12 @@ def _call(lark: _Lark, tool: ToolSpec, string_tokens: int, items: int) -> tuple[
 
 
 def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: int, think_tokens: int,
-                 max_calls: int, count: Callable[[str], int], calls_only: bool = False) -> Grammar | None:
+                 max_calls: int, count: Callable[[str], int], calls_only: bool = False,
+                 answer_tokens: int = 0) -> Grammar | None:
     """The grammar of one `role` turn over `tools` (None when mode is off). `count(text)`: tokens of
     `text` in the policy's tokenizer (for the budget). `calls_only` (executor): the turn must be a
-    <tool_call> block, no <result>, wherever a call of some tool fits (rollout.executor_calls_first)."""
+    <tool_call> block, no <result>, wherever a call of some tool fits (rollout.executor_calls_first).
+    `answer_tokens`: most tokens inside a <subtask>, <response> or <result> (0: the rest of the turn)."""
     if mode not in MODES:
         raise CahlInputError(f"rollout.constrain: expected one of {list(MODES)}, got {mode!r}")
     if role not in ("planner", "executor", "flat"):
@@ -238,6 +242,8 @@ def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: in
     for tag in tags:
         open_, close = base.lit(f"<{tag}>"), base.lit(f"</{tag}>")
         cap = room - open_[1] - close[1]
+        if answer_tokens > 0:
+            cap = min(cap, answer_tokens)
         if cap < 1:
             raise CahlInputError(f"rollout.max_new_tokens={max_new_tokens} leaves no room for a <{tag}> after a "
                                  f"<think> of up to {think_tokens} tokens; raise max_new_tokens or lower think_tokens")

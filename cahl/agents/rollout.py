@@ -64,6 +64,8 @@ class RolloutConfig:
     #   tool whose arguments follow its JSON schema). The policy trained is then the masked distribution
     think_tokens: int = 16  # constrained turns: most tokens inside <think> (then </think> is forced)
     max_calls: int = 4  # constrained turns: most calls in one <tool_call> block
+    answer_tokens: int = 96  # constrained turns: most tokens inside <subtask>, <response> or <result> (0 = the rest
+    #   of the turn's budget)
     executor_calls_first: bool = True  # constrained turns: an executor's first turn on a sub-task is a <tool_call>
     #   block (no <result> before any tool ran: the planner delegates tool work and answers the rest itself)
 
@@ -83,6 +85,7 @@ def check_config(cfg: RolloutConfig) -> None:
             raise CahlInputError(f"rollout.{key}: expected an integer >= 1, got {value!r}")
     if cfg.constrain not in MODES:
         raise CahlInputError(f"rollout.constrain: expected one of {list(MODES)}, got {cfg.constrain!r}")
+    checks.integer(cfg.answer_tokens, "rollout.answer_tokens", 0)
     for key in ("think_tokens", "max_calls"):
         value = getattr(cfg, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -424,7 +427,8 @@ class Rollout:
         if key not in self._grammars:
             cfg = self.cfg
             g = turn_grammar(role, task.tools, cfg.constrain, cfg.max_new_tokens, cfg.think_tokens, cfg.max_calls,
-                             lambda text: len(self.chat.encode(text)), calls_only=calls_only)
+                             lambda text: len(self.chat.encode(text)), calls_only=calls_only,
+                             answer_tokens=cfg.answer_tokens)
             self._grammars[key] = g.text if g is not None else None
             self.dropped_tools += len(g.dropped) if g is not None else 0
         return self._grammars[key]

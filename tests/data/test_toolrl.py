@@ -159,3 +159,22 @@ def test_malformed_test_row_names_file_and_row(tmp_path):
     pq.write_table(table, tmp_path / "toolrl" / "rlla_4k_test.parquet")
     with pytest.raises(CahlInputError, match=r"rlla_4k_test.parquet\[row 0\]: 'prompt' must be \[system, user\]"):
         load_toolrl_test(tmp_path)
+
+
+def test_dialogue_variant_wraps_a_single_request_and_ends_on_the_users_ask():
+    from cahl.data.toolrl import dialogue_variant
+    from cahl.types import Task, ToolCall
+
+    task = Task("t1", "toolrl", [{"role": "user", "content": "Weather in Oslo?"}], [{"name": "weather"}],
+                gold_calls=[ToolCall("weather", {"city": "Oslo"})])
+    v = dialogue_variant(task)
+    assert v.id == "t1#dialogue" and v.gold_calls == task.gold_calls and v.tools == task.tools
+    assert [m["role"] for m in v.messages] == ["user", "assistant", "user"]
+    assert v.messages[0] == task.messages[0]
+    assert v.messages[1]["content"].startswith("<response>") and v.messages[1]["content"].endswith("</response>")
+    assert v.messages[2]["content"]
+    assert dialogue_variant(task) == v  # deterministic in the id
+    assert task.messages == [{"role": "user", "content": "Weather in Oslo?"}]  # the original is left as it was
+    # other shapes are left alone: no calls, or a dialogue already
+    assert dialogue_variant(Task("t2", "toolrl", task.messages, task.tools, gold_answer="x")) is None
+    assert dialogue_variant(Task("t3", "toolrl", v.messages, task.tools, gold_calls=task.gold_calls)) is None

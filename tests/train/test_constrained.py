@@ -120,3 +120,83 @@ def test_a_turn_that_reaches_its_budget_still_closes_its_tags(policies):
         for tr in ep.trajectories:
             for turn in tr.turns:
                 assert parse_output(turn.text).status == "ok", turn.text
+
+
+def test_an_executors_first_turn_on_a_subtask_calls_a_tool(policies):
+    """rollout.executor_calls_first (the default): no <result> before any tool ran, wherever a call
+    of some tool fits the turn's budget; later turns may answer. Before it, a trained executor
+    wrote '<result>5</result>' for BFCL sub-tasks instead of calling."""
+    from cahl.agents.grammar import turn_grammar
+
+    cfg = RolloutConfig(agent="executor", plans_per_task=3, attempts_per_subtask=3, max_executor_rounds=2,
+                        max_new_tokens=160, max_context=4096, think_tokens=4, temperature=1.0, seed=4, constrain="tools")
+    chat = ChatFormat(policies.tokenizer)
+    eps = Rollout(policies, chat, cfg).run(_tasks(), _env)
+    tasks = {t.id: t for t in _tasks()}
+    firsts = []
+    for ep in eps:
+        for tr in ep.trajectories:
+            if tr.role != "executor" or not tr.turns:
+                continue
+            tools = tasks[tr.task_id].tools
+            g = turn_grammar("executor", tools, "tools", 160, 4, cfg.max_calls, lambda t: len(chat.encode(t)), calls_only=True)
+            if len(g.dropped) < len(tools):  # some call fits: the first turn must be one
+                firsts.append(tr.turns[0])
+    assert len(firsts) > 5
+    assert all(t.parsed.calls and t.parsed.result is None for t in firsts), [t.text for t in firsts if not t.parsed.calls]
+
+
+def test_calls_only_grammar_rejects_a_result_and_accepts_a_call(policies):
+    from cahl.agents.grammar import turn_grammar
+    from cahl.agents.sampling import Grammars
+
+    tool = _tasks()[-1].tools[0]
+    count = lambda text: len(policies.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    grammars = Grammars(policies.tokenizer, len(policies.tokenizer))
+    call = '<think>Go.</think>\n<tool_call>\n{"name": "area", "arguments": {"shape": "circle", "size": 2}}\n</tool_call>'
+    result = "<think>Go.</think>\n<result>4</result>"
+
+    def accepts(grammar, text):
+        m = grammars.matcher(grammar.text)
+        ok = m.consume_tokens(policies.tokenizer.encode(text, add_special_tokens=False))
+        return bool(ok) and not m.is_error()
+
+    first = turn_grammar("executor", [tool], "tools", 400, 4, 2, count, calls_only=True)
+    later = turn_grammar("executor", [tool], "tools", 400, 4, 2, count)
+    assert not first.dropped and not later.dropped
+    assert accepts(first, call) and accepts(later, call)
+    assert not accepts(first, result)
+    assert accepts(later, result)
+
+
+def test_answer_tokens_caps_the_answer_body_and_the_tag_still_closes(policies):
+    from cahl.agents.grammar import turn_grammar
+    from cahl.agents.sampling import Grammars
+
+    count = lambda text: len(policies.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    grammars = Grammars(policies.tokenizer, len(policies.tokenizer))
+    enc = lambda text: policies.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    capped = turn_grammar("executor", [], "tools", 200, 4, 1, count, answer_tokens=6)
+    free = turn_grammar("executor", [], "tools", 200, 4, 1, count)
+    long_body = " ".join(["Brasilia"] * 12)
+    m = grammars.matcher(capped.text)
+    assert m.consume_tokens(enc("<think>Go.</think>\n<result>"))
+    import numpy as np
+
+    from cahl.agents.sampling import allowed_count
+    from cahl.rl.losses import unpack_bitmask
+
+    body, taken = enc(long_body), 0
+    mask = np.zeros((1, grammars.width), dtype=np.int32)
+    for tok in body:  # as the decoder does: a token is sampled only from the mask's allowed set
+        grammars.fill([m], mask)
+        if not unpack_bitmask(torch.from_numpy(mask), grammars.vocab_size)[0, tok]:
+            break
+        assert m.consume_token(tok)
+        taken += 1
+    assert len(body) > 6 and 1 <= taken <= 6 and not m.is_error()
+    assert allowed_count(mask)[0] >= 1
+    assert m.consume_tokens(enc("</result>")) and m.is_accepting()
+    m = grammars.matcher(free.text)
+    assert m.consume_tokens(enc("<think>Go.</think>\n<result>" + long_body + "</result>")) and m.is_accepting()
+    assert capped.worst_case < free.worst_case
