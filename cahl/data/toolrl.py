@@ -18,8 +18,10 @@ are read only after the first </think>.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from cahl.data.toolspec import parse_tool_list
@@ -188,9 +190,6 @@ def dialogue_variant(task: Task) -> Task | None:
     for the call; None for a task of another shape. Deterministic in the task id."""
     if len(task.messages) != 1 or task.messages[0].get("role") != "user" or not task.gold_calls:
         return None
-    import hashlib
-    from dataclasses import replace
-
     h = int(hashlib.sha256(task.id.encode()).hexdigest()[:8], 16)
     closings = _CLOSINGS_ONE if len(task.gold_calls) == 1 else _CLOSINGS_MANY
     messages = [dict(task.messages[0]),
