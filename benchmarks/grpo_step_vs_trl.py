@@ -37,6 +37,7 @@ OVERRIDES = ["model.name=embedded", "model.lora_r=16", "model.lora_alpha=32", "m
              "train.schedule=flat", "train.data=[toolrl]", "train.n_toolrl=40", f"train.tasks_per_step={PROMPTS}",
              f"rollout.plans_per_task={GENS}", f"rollout.max_new_tokens={NEW_TOKENS}", "rollout.max_executor_rounds=1",
              "rollout.invalid_output_limit=1",  # one turn per episode, like TRL's single completion
+             "rollout.constrain=off",  # TRL samples freely: the same decoding on both sides
              "rollout.temperature=1.0", "train.kl_beta=0.0", "train.lr_executor=1e-5", "train.tensorboard=false",
              "train.filter_zero_variance=false",  # TRL backpropagates every completion: same work here
              "out=/tmp/cahl-bench-grpo"]
