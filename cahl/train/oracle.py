@@ -44,7 +44,11 @@ def oracle_steps(task: Task, ends_on_call: bool) -> list[list[ToolCall]]:
 
 
 def oracle_subtasks(task: Task, ends_on_call: bool = False) -> list[str]:
-    return [" ".join(_describe(c) for c in step) for step in oracle_steps(task, ends_on_call)]
+    return [_step_text(step) for step in oracle_steps(task, ends_on_call)]
+
+
+def _step_text(step: list[ToolCall]) -> str:
+    return " ".join(_describe(c) for c in step)
 
 
 def _results(task: Task) -> list[str]:
@@ -87,15 +91,15 @@ def build_example(chat: ChatFormat, role: str, task_tools, dialogue, turns: list
 def planner_example(chat: ChatFormat, task: Task, ends_on_call: bool = False):
     """Delegate every step (its values in the sub-task), read each <result>, then answer. Where the
     first calling turn ends the episode (ends_on_call) the one sub-task is the whole example."""
-    subtasks, results = oracle_subtasks(task, ends_on_call), _results(task)
+    steps, results = oracle_steps(task, ends_on_call), _results(task)
     turns = []
-    steps = oracle_steps(task, ends_on_call)
-    for k, (sub, res) in enumerate(zip(subtasks, results if not ends_on_call else ["ok"])):
+    for k, (step, res) in enumerate(zip(steps, results if not ends_on_call else ["ok"])):
         feedback = None if ends_on_call else render_result(res)
-        names = ", ".join(dict.fromkeys(c.name for c in steps[k]))
-        turns.append((f"<think>Step {k + 1} of {len(subtasks)}: {names}.</think>\n<subtask>{sub}</subtask>", feedback))
-    if not ends_on_call or not subtasks:
-        done = f"All {len(subtasks)} steps done." if subtasks else "No tool fits."
+        names = ", ".join(dict.fromkeys(c.name for c in step))
+        turns.append((f"<think>Step {k + 1} of {len(steps)}: {names}.</think>\n<subtask>{_step_text(step)}</subtask>",
+                      feedback))
+    if not ends_on_call or not steps:
+        done = f"All {len(steps)} steps done." if steps else "No tool fits."
         turns.append((f"<think>{done}</think>\n<response>" + _final_answer(task) + "</response>", None))
     return build_example(chat, "planner", task.tools, task.messages, turns)
 
@@ -106,7 +110,8 @@ def executor_examples(chat: ChatFormat, task: Task, ends_on_call: bool):
     out = []
     steps = oracle_steps(task, ends_on_call)
     results = _results(task)
-    for k, (sub, calls) in enumerate(zip(oracle_subtasks(task, ends_on_call), steps)):
+    for k, calls in enumerate(steps):
+        sub = _step_text(calls)
         names = ", ".join(dict.fromkeys(c.name for c in calls))
         call_turn = f"<think>Use {names}.</think>\n<tool_call>\n{format_calls(calls)}\n</tool_call>"
         if ends_on_call:

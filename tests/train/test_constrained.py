@@ -146,19 +146,28 @@ def test_an_executors_first_turn_on_a_subtask_calls_a_tool(policies):
     assert all(t.parsed.calls and t.parsed.result is None for t in firsts), [t.text for t in firsts if not t.parsed.calls]
 
 
-def test_calls_only_grammar_rejects_a_result_and_accepts_a_call(policies):
-    from cahl.agents.grammar import turn_grammar
+def _encode(policies, text):
+    return policies.tokenizer.encode(text, add_special_tokens=False)
+
+
+@pytest.fixture(scope="module")
+def grammars(policies):
     from cahl.agents.sampling import Grammars
 
+    return Grammars(policies.tokenizer, len(policies.tokenizer))
+
+
+def test_calls_only_grammar_rejects_a_result_and_accepts_a_call(policies, grammars):
+    from cahl.agents.grammar import turn_grammar
+
     tool = _tasks()[-1].tools[0]
-    count = lambda text: len(policies.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-    grammars = Grammars(policies.tokenizer, len(policies.tokenizer))
+    count = lambda text: len(_encode(policies, text))  # noqa: E731
     call = '<think>Go.</think>\n<tool_call>\n{"name": "area", "arguments": {"shape": "circle", "size": 2}}\n</tool_call>'
     result = "<think>Go.</think>\n<result>4</result>"
 
     def accepts(grammar, text):
         m = grammars.matcher(grammar.text)
-        ok = m.consume_tokens(policies.tokenizer.encode(text, add_special_tokens=False))
+        ok = m.consume_tokens(_encode(policies, text))
         return bool(ok) and not m.is_error()
 
     first = turn_grammar("executor", [tool], "tools", 400, 4, 2, count, calls_only=True)
@@ -169,13 +178,11 @@ def test_calls_only_grammar_rejects_a_result_and_accepts_a_call(policies):
     assert accepts(later, result)
 
 
-def test_answer_tokens_caps_the_answer_body_and_the_tag_still_closes(policies):
+def test_answer_tokens_caps_the_answer_body_and_the_tag_still_closes(policies, grammars):
     from cahl.agents.grammar import turn_grammar
-    from cahl.agents.sampling import Grammars
 
-    count = lambda text: len(policies.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-    grammars = Grammars(policies.tokenizer, len(policies.tokenizer))
-    enc = lambda text: policies.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    enc = lambda text: _encode(policies, text)  # noqa: E731
+    count = lambda text: len(enc(text))  # noqa: E731
     capped = turn_grammar("executor", [], "tools", 200, 4, 1, count, answer_tokens=6)
     free = turn_grammar("executor", [], "tools", 200, 4, 1, count)
     long_body = " ".join(["Brasilia"] * 12)
