@@ -166,6 +166,7 @@ CANNOT_RUN = [  # (override, the key the error must name)
     ("train.grad_clip=.inf", "train.grad_clip"), ("train.eps_high=nan", "train.eps_high"),
     ("rollout.temperature=-1", "rollout.temperature"), ("rollout.top_p=0", "rollout.top_p"),
     ("rollout.top_p=1.5", "rollout.top_p"), ("rollout.seed=-1", "rollout.seed"),
+    ("rollout.subtask=prose", "rollout.subtask"),
     ("eval.temperature=nan", "eval.temperature"), ("eval.limit=-3", "eval.limit"),
     ("eval.max_new_tokens=0", "eval.max_new_tokens"), ("eval.search_k=0", "eval.search_k"),
     ("reward.w_fmt=nan", "reward.w_fmt"), ("reward.w_align=.nan", "reward.w_align"), ("reward.w_len=-1", "reward.w_len"),

@@ -1,6 +1,8 @@
 """The grammar of each role's turn (DESIGN §9), written as llguidance Lark text.
 
     planner:   <think>T</think>\\n then <subtask>B</subtask> or <response>B</response>
+               (under tools with rollout.subtask=calls, B of a <subtask> is STEP(; STEP)*, each
+               `Call NAME with key=VALUE, ...`: the oracle's sub-task form, values typed by the schema)
     executor:  <think>T</think>\\n then <tool_call>\\nCALL(\\nCALL)*\\n</tool_call> or <result>B</result>
                (its first turn on a sub-task: the <tool_call> block only, rollout.executor_calls_first)
     flat:      <think>T</think>\\n then <tool_call>...</tool_call> or <response>B</response>
@@ -161,14 +163,15 @@ class _Values:
             body = f'("[]" | {body})'
         return self.g.rule(body, "arr"), 2 + most * (c + 2)
 
-    def obj(self, schema: dict, depth: int) -> tuple[str, int]:
-        """Properties in schema order; required ones present, optional ones skippable; no others."""
+    def obj(self, schema: dict, depth: int, prose: bool = False) -> tuple[str, int]:
+        """Properties in schema order; required ones present, optional ones skippable; no others.
+        `prose`: the pairs of a call-shaped sub-task, `key=VALUE, key=VALUE` with no braces."""
         props = list(schema["properties"].items())
         required = set(schema.get("required") or []) & {k for k, _ in props}
         g = self.g
         pairs = []
         for key, sub in props:
-            k, kc = g.lit(json.dumps(key, ensure_ascii=False) + ": ")
+            k, kc = g.lit(f"{key}=" if prose else json.dumps(key, ensure_ascii=False) + ": ")
             v, vc = self.value(sub, depth + 1)
             pairs.append((f"{k} {v}", kc + vc))
         # rest[i][first]: the properties from i on; `first` = no property written yet (no comma before)
@@ -179,14 +182,16 @@ class _Values:
                 return '""'
             if (i, first) in names:
                 return names[(i, first)]
-            lead = "" if first else '", " '
+            lead = ('" with " ' if prose else "") if first else '", " '
             take = f"{lead}{pairs[i][0]} {rest(i + 1, False)}"
             body = take if props[i][0] in required else f"({take} | {rest(i + 1, first)})"
             names[(i, first)] = g.rule(body, "props")
             return names[(i, first)]
 
-        cost = 2 + sum(c + 2 for _, c in pairs)
-        return f'"{{" {rest(0, True)} "}}"', cost
+        cost = sum(c + 2 for _, c in pairs)
+        if prose:  # " with " before the first pair, none when no pair is written ("Call NAME")
+            return rest(0, True), cost + 2
+        return f'"{{" {rest(0, True)} "}}"', cost + 2
 
     def free_object(self, depth: int) -> tuple[str, int]:
         key, kc = self.g.capped(STRING_CHARS, KEY_TOKENS, "key")
@@ -219,13 +224,29 @@ def _call(lark: _Lark, tool: ToolSpec, string_tokens: int, items: int) -> tuple[
     return _seq(head, args, lark.lit("}"))
 
 
+def _subtask_call(lark: _Lark, tool: ToolSpec, string_tokens: int, items: int) -> tuple[str, int]:
+    """One step as the oracle writes it (train/oracle.py `_describe`): `Call NAME with key=VALUE, ...`,
+    each VALUE the JSON of the tool's schema (so its type shows), required keys present; steps are
+    joined by `; `."""
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise CahlInputError(f"tool schema: expected a non-empty string 'name', got {name!r}")
+    head = lark.lit(f"Call {name}")
+    params = tool.get("parameters") or {}
+    if isinstance(params, dict) and isinstance(params.get("properties"), dict) and params["properties"]:
+        return _seq(head, _Values(lark, string_tokens, items).obj(params, 0, prose=True))
+    return head
+
+
 def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: int, think_tokens: int,
                  max_calls: int, count: Callable[[str], int], calls_only: bool = False,
-                 answer_tokens: int = 0) -> Grammar | None:
+                 answer_tokens: int = 0, subtask_calls: bool = False) -> Grammar | None:
     """The grammar of one `role` turn over `tools` (None when mode is off). `count(text)`: tokens of
     `text` in the policy's tokenizer (for the budget). `calls_only` (executor): the turn must be a
     <tool_call> block, no <result>, wherever a call of some tool fits (rollout.executor_calls_first).
-    `answer_tokens`: most tokens inside a <subtask>, <response> or <result> (0: the rest of the turn)."""
+    `answer_tokens`: most tokens inside a <subtask>, <response> or <result> (0: the rest of the turn).
+    `subtask_calls` (planner, under tools): a <subtask> is one or more call-shaped steps, `Call NAME with
+    key=VALUE, ...` over the offered tools with schema-typed values (rollout.subtask)."""
     if mode not in MODES:
         raise CahlInputError(f"rollout.constrain: expected one of {list(MODES)}, got {mode!r}")
     if role not in ("planner", "executor", "flat"):
@@ -249,8 +270,14 @@ def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: in
                                  f"<think> of up to {think_tokens} tokens; raise max_new_tokens or lower think_tokens")
         text_parts.append(_seq(open_, base.capped(TEXT, cap, "text"), close))
     if role == "planner":
-        body = _alternatives(text_parts)
-        return _finish(base, head, body, max_new_tokens)
+        dropped = ()
+        if mode == "tools" and subtask_calls and tools:
+            open_, close = base.lit("<subtask>"), base.lit("</subtask>")
+            cap = room - open_[1] - close[1]  # not answer_tokens: the steps' strings and arrays are capped
+            steps, dropped = _lines(base, tools, cap, max_calls, base.lit("; "), _subtask_call)
+            if steps is not None:
+                text_parts[0] = _seq(open_, steps, close)
+        return _finish(base, head, _alternatives(text_parts), max_new_tokens, dropped if subtask_calls else ())
     open_, close, newline = base.lit("<tool_call>\n"), base.lit("\n</tool_call>"), base.lit("\n")
     calls_room = room - open_[1] - close[1]
     if mode == "protocol":
@@ -259,26 +286,37 @@ def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: in
         return _finish(base, head, calls if calls_only else _alternatives([calls] + text_parts), max_new_tokens)
     if not tools:
         return _finish(base, head, _alternatives(text_parts), max_new_tokens)
+    lines, dropped = _lines(base, tools, calls_room, max_calls, newline, _call)
+    if lines is None:  # not even one call fits the budget: only the text answer is left
+        return _finish(base, head, _alternatives(text_parts), max_new_tokens, dropped)
+    calls = _seq(open_, lines, close)
+    return _finish(base, head, calls if calls_only else _alternatives([calls] + text_parts), max_new_tokens, dropped)
+
+
+def _lines(lark: _Lark, tools: list[ToolSpec], room: int, max_calls: int, sep: tuple[str, int],
+           build) -> tuple[tuple[str, int] | None, tuple[str, ...]]:
+    """1..k calls of the offered tools joined by `sep` within `room` tokens (`build`: one call's
+    expression, `_call` or `_subtask_call`), and the tools left out. k is the most calls (<= max_calls)
+    at which every tool fits with strings of LADDER[GOOD_ENOUGH] or longer, else 1."""
     k, levels = 1, {}
     for k in range(max(1, max_calls), 0, -1):
-        share = (calls_room - (k - 1) * newline[1]) // k
-        levels = {i: _fit(count, t, share) for i, t in enumerate(tools)}
+        share = (room - (k - 1) * sep[1]) // k
+        levels = {i: _fit(lark.count, t, share, build) for i, t in enumerate(tools)}
         if k == 1 or all(level is not None and level <= GOOD_ENOUGH for level in levels.values()):
             break
     fitting = [i for i, level in levels.items() if level is not None]
     dropped = tuple(str(tools[i].get("name")) for i in range(len(tools)) if i not in fitting)
-    if not fitting:  # not even one call fits the budget: only the text answer is left
-        return _finish(base, head, _alternatives(text_parts), max_new_tokens, dropped)
-    line = _alternatives([_call(base, tools[i], *LADDER[levels[i]]) for i in fitting])
-    more = f' ({newline[0]} {line[0]}){{0,{k - 1}}}' if k > 1 else ""
-    calls = (f"{open_[0]} {line[0]}{more} {close[0]}", open_[1] + k * line[1] + (k - 1) * newline[1] + close[1])
-    return _finish(base, head, calls if calls_only else _alternatives([calls] + text_parts), max_new_tokens, dropped)
+    if not fitting:
+        return None, dropped
+    line = _alternatives([build(lark, tools[i], *LADDER[levels[i]]) for i in fitting])
+    more = f' ({sep[0]} {line[0]}){{0,{k - 1}}}' if k > 1 else ""
+    return (f"{line[0]}{more}", k * line[1] + (k - 1) * sep[1]), dropped
 
 
-def _fit(count, tool: ToolSpec, share: int) -> int | None:
+def _fit(count, tool: ToolSpec, share: int, build=_call) -> int | None:
     """The first LADDER level at which a call of `tool` costs <= share tokens, or None."""
     for level, (s, m) in enumerate(LADDER):
-        if _call(_Lark(count), tool, s, m)[1] <= share:
+        if build(_Lark(count), tool, s, m)[1] <= share:
             return level
     return None
 

@@ -12,9 +12,10 @@ import json
 
 from cahl.types import Message, Observation, ToolSpec
 
-PROMPT_VERSION = "5"  # 2: compact one-line tool rendering; 3: "..." placeholders (small models copied the descriptive
+PROMPT_VERSION = "6"  # 2: compact one-line tool rendering; 3: "..." placeholders (small models copied the descriptive
 #   ones); 4: oracle sub-tasks "Call NAME with k=v." (one per step, all calls in one where the first call ends the
-#   episode), canonical argument order, short thinks; 5: fixed instructions before the tools (a shared, cached prefix)
+#   episode), canonical argument order, short thinks; 5: fixed instructions before the tools (a shared, cached prefix);
+#   6: sub-tasks "Call NAME with k=v; Call ..." with no closing period (rollout.subtask=calls writes this form)
 
 # The fixed instructions come first and the tools last: every prompt of a role then starts with the
 # same tokens, whose KV the prefix cache computes once per run (the tools and dialogue differ).

@@ -43,6 +43,7 @@ STOP = {
     "executor": ("</tool_call>", "</result>"),
 }
 AGENTS = ("flat", "hierarchical", "executor")
+SUBTASK_FORMS = ("calls", "free")
 
 
 @dataclass
@@ -66,6 +67,9 @@ class RolloutConfig:
     max_calls: int = 4  # constrained turns: most calls in one <tool_call> block
     answer_tokens: int = 96  # constrained turns: most tokens inside <subtask>, <response> or <result> (0 = the rest
     #   of the turn's budget)
+    subtask: str = "calls"  # constrained planner turns under tools: calls (a <subtask> is one or more steps
+    #   `Call NAME with key=VALUE, ...` naming offered tools, keys from the schema, required ones present,
+    #   values typed; the oracle's form) | free (any text)
     executor_calls_first: bool = True  # constrained turns: an executor's first turn on a sub-task is a <tool_call>
     #   block (no <result> before any tool ran: the planner delegates tool work and answers the rest itself)
 
@@ -86,6 +90,8 @@ def check_config(cfg: RolloutConfig) -> None:
     if cfg.constrain not in MODES:
         raise CahlInputError(f"rollout.constrain: expected one of {list(MODES)}, got {cfg.constrain!r}")
     checks.integer(cfg.answer_tokens, "rollout.answer_tokens", 0)
+    if cfg.subtask not in SUBTASK_FORMS:
+        raise CahlInputError(f"rollout.subtask: expected one of {list(SUBTASK_FORMS)}, got {cfg.subtask!r}")
     for key in ("think_tokens", "max_calls"):
         value = getattr(cfg, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -428,7 +434,7 @@ class Rollout:
             cfg = self.cfg
             g = turn_grammar(role, task.tools, cfg.constrain, cfg.max_new_tokens, cfg.think_tokens, cfg.max_calls,
                              lambda text: len(self.chat.encode(text)), calls_only=calls_only,
-                             answer_tokens=cfg.answer_tokens)
+                             answer_tokens=cfg.answer_tokens, subtask_calls=cfg.subtask == "calls")
             self._grammars[key] = g.text if g is not None else None
             self.dropped_tools += len(g.dropped) if g is not None else 0
         return self._grammars[key]

@@ -28,9 +28,11 @@ def canonical_call(task: Task, call: ToolCall) -> ToolCall:
 
 
 def _describe(call: ToolCall) -> str:
-    """One step for the executor: the tool and every value, each written as JSON (so its type shows)."""
+    """One step for the executor: the tool and every value, each written as JSON (so its type shows).
+    No closing period: after a number it would read as a decimal point (`size=3.`), which a
+    constrained lexer cannot take back (agents/grammar.py writes this form too)."""
     args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call.arguments.items())
-    return f"Call {call.name} with {args}." if args else f"Call {call.name}."
+    return f"Call {call.name} with {args}" if args else f"Call {call.name}"
 
 
 def oracle_steps(task: Task, ends_on_call: bool) -> list[list[ToolCall]]:
@@ -48,7 +50,7 @@ def oracle_subtasks(task: Task, ends_on_call: bool = False) -> list[str]:
 
 
 def _step_text(step: list[ToolCall]) -> str:
-    return " ".join(_describe(c) for c in step)
+    return "; ".join(_describe(c) for c in step)
 
 
 def _results(task: Task) -> list[str]:

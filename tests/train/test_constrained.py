@@ -207,3 +207,39 @@ def test_answer_tokens_caps_the_answer_body_and_the_tag_still_closes(policies, g
     m = grammars.matcher(free.text)
     assert m.consume_tokens(enc("<think>Go.</think>\n<result>" + long_body + "</result>")) and m.is_accepting()
     assert capped.worst_case < free.worst_case
+
+
+def test_call_shaped_subtask_grammar_admits_the_oracles_steps_and_nothing_else(policies, grammars):
+    from cahl.agents.grammar import turn_grammar
+    from cahl.train.oracle import oracle_subtasks
+
+    task = _tasks()[-1]
+    tool = task.tools[0]
+    count = lambda text: len(_encode(policies, text))  # noqa: E731
+
+    def accepts(grammar, text):
+        m = grammars.matcher(grammar.text)
+        return bool(m.consume_tokens(_encode(policies, text))) and not m.is_error() and m.is_accepting()
+
+    calls = turn_grammar("planner", [tool], "tools", 400, 4, 2, count, answer_tokens=96, subtask_calls=True)
+    free = turn_grammar("planner", [tool], "tools", 400, 4, 2, count, answer_tokens=96)
+    from cahl.types import ToolCall
+
+    gold = [ToolCall("area", {"size": 2.5, "shape": "circle", "tags": [1, 2]}), ToolCall("area", {"shape": "square", "size": 3})]
+    step = oracle_subtasks(Task("t", "toolrl", task.messages, [tool], gold_calls=gold), ends_on_call=True)[0]
+    assert step == 'Call area with shape="circle", size=2.5, tags=[1, 2]; Call area with shape="square", size=3'
+    for text in (step, 'Call area with shape="circle", size=2'):
+        assert accepts(calls, f"<think>Go.</think>\n<subtask>{text}</subtask>")
+    for bad in ("Find the area of a circle.",  # free text
+                'Call volume with shape="circle", size=2',  # a tool not offered
+                'Call area with size=2',  # a required key missing
+                'Call area with shape="circle", size="2"',  # a number written as a string
+                'Call area with shape="oval", size=2',  # outside the enum
+                'Call area with shape="circle", size=2, colour="red"'):  # a key the schema lacks
+        assert not accepts(calls, f"<think>Go.</think>\n<subtask>{bad}</subtask>"), bad
+        assert accepts(free, f"<think>Go.</think>\n<subtask>{bad}</subtask>")
+    assert accepts(calls, "<think>Done.</think>\n<response>It is 4.</response>")  # answering stays free
+    no_args = {"name": "now", "description": "The time.", "parameters": {"type": "object", "properties": {}}}
+    assert accepts(turn_grammar("planner", [no_args], "tools", 200, 4, 2, count, subtask_calls=True),
+                   "<think>Go.</think>\n<subtask>Call now</subtask>")
+    assert calls.worst_case <= 400
