@@ -300,8 +300,9 @@ def serve(policies, chat, rollout_cfg, tools: list[ToolSpec], functions: dict[st
     return n
 
 
-def stdin_requests(stdin: TextIO = sys.stdin, prompt: TextIO = sys.stderr) -> Iterable[str]:
+def stdin_requests(stdin: TextIO | None = None, prompt: TextIO | None = None) -> Iterable[str]:
     """Requests from stdin, one a line, until end of input; a prompt on stderr when it is a terminal."""
+    stdin, prompt = stdin or sys.stdin, prompt or sys.stderr
     while True:
         if stdin.isatty():
             prompt.write("request> ")
