@@ -335,3 +335,21 @@ def test_load_tools_unwraps_openai_tools_and_keeps_bare_ones(user):
     assert tools[0] == {"name": "km_to_miles", "description": "kilometres to miles",
                         "parameters": {"type": "object", "properties": {"km": {"type": "number"}}, "required": ["km"]}}
     assert tools[2] == TOOLS[2]
+
+
+def test_the_benchmarks_demo_tools_pass_the_input_checks_and_compute():
+    """benchmarks/run_agent.py hands these to `cahl run`; a schema or name that drifted would stop it."""
+    from pathlib import Path
+
+    from cahl.run import tool_functions
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "tools"
+    tools = load_tools(folder / "demo_tools.json")
+    functions = tool_functions(load_module(str(folder / "demo_tools.py")), tools, "demo_tools.py")
+    env = ModuleEnv(functions)
+    obs = env.step([ToolCall("convert_units", {"value": 12, "from_unit": "mile", "to_unit": "km"}),
+                    ToolCall("calculate", {"a": 37, "op": "multiply", "b": 24}),
+                    ToolCall("days_between", {"start": "2024-01-15", "end": "2024-03-01"}),
+                    ToolCall("convert_units", {"value": 1, "from_unit": "kg", "to_unit": "km"})])
+    assert [o.content for o in obs[:3]] == ["19.3121", "888", "46"]
+    assert not obs[3].ok and "cannot convert mass (kg) to length (km)" in obs[3].content
