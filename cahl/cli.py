@@ -168,7 +168,12 @@ def cmd_run(args) -> None:
     last = [f"model.name={args.model}"] if args.model else []
     last += [f"seed={args.seed}"] if args.seed is not None else []
     last += [f"eval.constrain={args.constrain}"] if args.constrain else []
-    cfg = load_config(config, first + overrides + last)
+    try:
+        cfg = load_config(config, first + overrides + last)
+    except CahlInputError as e:
+        if config == args.config:
+            raise
+        raise CahlInputError(f"{config} (the run's config, read since no --config was given): {e}") from e
     tools = run.load_tools(args.tools)
     functions = run.tool_functions(run.load_module(args.impl), tools, args.impl) if args.impl else None
     policies, chat = build_policies(cfg.model, adapters=args.adapters)

@@ -353,3 +353,15 @@ def test_the_benchmarks_demo_tools_pass_the_input_checks_and_compute():
                     ToolCall("convert_units", {"value": 1, "from_unit": "kg", "to_unit": "km"})])
     assert [o.content for o in obs[:3]] == ["19.3121", "888", "46"]
     assert not obs[3].ok and "cannot convert mass (kg) to length (km)" in obs[3].content
+
+
+def test_the_runs_own_config_is_read_beside_its_adapters(user, model, no_model, capsys):
+    """RUN/final's run config (RUN/config.yaml) decides decoding unless --config is given: a bad key
+    in it is reported, naming it, before the model loads."""
+    from cahl.agents.policy import PolicySet
+    from cahl.config import ModelConfig
+
+    PolicySet.create(ModelConfig(name=model, lora_r=2)).save(user / "run" / "final")
+    (user / "run" / "config.yaml").write_text("eval:\n  constrain: everything\n")
+    code, _, err = _run(capsys, "--adapters", str(user / "run" / "final"), "--tools", "tools.json", "hi")
+    assert code == 2 and f"{user / 'run' / 'config.yaml'} (the run's config" in err and "eval.constrain" in err
