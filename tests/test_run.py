@@ -365,3 +365,14 @@ def test_the_runs_own_config_is_read_beside_its_adapters(user, model, no_model, 
     (user / "run" / "config.yaml").write_text("eval:\n  constrain: everything\n")
     code, _, err = _run(capsys, "--adapters", str(user / "run" / "final"), "--tools", "tools.json", "hi")
     assert code == 2 and f"{user / 'run' / 'config.yaml'} (the run's config" in err and "eval.constrain" in err
+
+
+def test_a_tool_name_that_is_not_a_python_name_finds_its_function(user):
+    from cahl.run import tool_functions
+
+    (user / "mathlib.py").write_text("import math\n\ndef math_factorial(n):\n    return math.factorial(n)\n")
+    tools = [{"name": "math.factorial", "description": "n!", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]
+    functions = tool_functions(load_module("mathlib.py"), tools, "mathlib.py")
+    [obs] = ModuleEnv(functions).step([ToolCall("math.factorial", {"n": 5})])
+    assert obs.ok and obs.content == "120"
