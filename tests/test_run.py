@@ -15,7 +15,7 @@ import pytest
 import cahl.agents.build
 from cahl.agents.chat import ChatFormat
 from cahl.agents.model import load_tokenizer
-from cahl.agents.sampling import Sample
+from cahl.agents.sampling import Grammars, Sample
 from cahl.cli import main
 from cahl.envs.base import render_result
 from cahl.run import ModuleEnv, load_module, load_tools
@@ -101,17 +101,23 @@ def flat(prompt: str) -> str:
 
 class ScriptedBackend:
     """generate() answers every prompt with script(prompt text), tokenised; the grammar each turn
-    was decoded under is recorded."""
+    was decoded under is recorded, and the scripted text must be one that grammar allows (what the
+    constrained decoder could have sampled)."""
 
     def __init__(self, tokenizer, script):
         self.tokenizer, self.script, self.grammars = tokenizer, script, []
+        self.matchers = Grammars(tokenizer, len(tokenizer))
 
     def generate(self, prompts, params, n=1, seed=None):
         counts = [n] * len(prompts) if isinstance(n, int) else list(n)
         self.grammars.append(params.grammar)
         out = []
         for i, (prompt, count) in enumerate(zip(prompts, counts)):
-            ids = self.tokenizer(self.script(self.tokenizer.decode(prompt)), add_special_tokens=False)["input_ids"]
+            text = self.script(self.tokenizer.decode(prompt))
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if params.grammar:
+                m = self.matchers.matcher(params.grammar)
+                assert m.consume_tokens(ids) and not m.is_error(), f"the grammar forbids the scripted turn {text!r}"
             out += [Sample(ids[: params.max_new_tokens], [-1.0] * len(ids[: params.max_new_tokens]), "stop",
                            prompt_index=i)] * count
         return out
