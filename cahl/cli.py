@@ -148,6 +148,40 @@ def cmd_rollout(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_run(args) -> None:
+    from cahl import run
+    from cahl.agents.build import build_policies
+    from cahl.agents.policy import read_policy_meta
+    from cahl.config import load_config
+
+    # every input is checked before the model loads: words, config, adapters, tools, module
+    request, overrides = run.split_words(args.words)
+    if not 0 < args.timeout < float("inf"):
+        raise CahlInputError(f"--timeout: expected seconds > 0, got {args.timeout:g}")
+    config, first = args.config, []
+    if args.adapters:  # the run's own config and base model, unless the user says otherwise
+        meta = read_policy_meta(args.adapters)
+        run.check_adapter_roles(meta, args.adapters, args.agent)
+        saved = Path(args.adapters).parent / "config.yaml"
+        config = config or (str(saved) if saved.is_file() else None)
+        first = [f"model.name={meta['base_model']}"] if meta.get("base_model") else []
+    last = [f"model.name={args.model}"] if args.model else []
+    last += [f"seed={args.seed}"] if args.seed is not None else []
+    last += [f"eval.constrain={args.constrain}"] if args.constrain else []
+    try:
+        cfg = load_config(config, first + overrides + last)
+    except CahlInputError as e:
+        if config == args.config:
+            raise
+        raise CahlInputError(f"{config} (the run's config, read since no --config was given): {e}") from e
+    tools = run.load_tools(args.tools)
+    functions = run.tool_functions(run.load_module(args.impl), tools, args.impl) if args.impl else None
+    policies, chat = build_policies(cfg.model, adapters=args.adapters)
+    requests = [request] if request is not None else run.stdin_requests()
+    run.serve(policies, chat, _eval_rollout(cfg, args.agent), tools, functions, requests, args.json, sys.stdout,
+              args.timeout)
+
+
 def cmd_experiment(args) -> None:
     from cahl.experiment import SMOKE, run_experiment
 
@@ -202,6 +236,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapters", help="checkpoint folder with trained adapters")
     _common(p)
     p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("run", help="the trained agent on your request with your tools (OpenAI-style JSON list)",
+                       description="Run the agent on REQUEST (none: one request per line from stdin) with the tools "
+                       "of --tools. With --impl the calls run and their results go back to the agent; without, "
+                       "the calls are printed and the run stops at the first. Decodes as `cahl eval` does "
+                       "(eval.temperature, eval.constrain, eval.max_new_tokens, eval.think_tokens; greedy, "
+                       "constrained to the tools by default). With --adapters RUN/final and no --config, "
+                       "RUN/config.yaml is the config and the adapters' base model the model.")
+    p.add_argument("words", nargs="*", metavar="[REQUEST] [key.sub=value ...]",
+                   help="the request (quoted) and config overrides")
+    p.add_argument("--tools", required=True, help='JSON list of tools: [{"type": "function", "function": {"name", '
+                   '"description", "parameters"}}] or bare {"name", "description", "parameters"} objects')
+    p.add_argument("--impl", help="Python module (importable name or .py path) with one function per tool, named "
+                   "like it: calls are executed and the results fed back")
+    p.add_argument("--adapters", help="checkpoint folder with trained LoRA adapters (e.g. runs/quickstart/final)")
+    p.add_argument("--model", help="'embedded', an HF model id, or a local path (the untrained model without "
+                   "--adapters)")
+    p.add_argument("--agent", choices=["hierarchical", "flat"], default="hierarchical")
+    p.add_argument("--json", action="store_true", help="one JSON record per request instead of text")
+    p.add_argument("--constrain", choices=["off", "protocol", "tools"], help="decoding (default: eval.constrain, tools)")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds one tool call may take (default 2)")
+    p.add_argument("--config", help="YAML config file (see docs/config.md)")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("experiment", help="raw / SFT / flat / separate / joint / joint w_align=0 over seeds, equal budget")
     p.add_argument("--smoke", action="store_true", help="a few steps per arm, 1 seed, tiny eval (minutes)")
