@@ -135,7 +135,7 @@ def run_sft(cfg, roles: tuple[str, ...], pools: dict[str, list], folder: Path) -
     seconds = time.perf_counter() - t0
     adapters = state.policies.adapter_states()  # every process (a collective when sharded)
     record = {"key": folder.name, "roles": list(roles), "steps": steps, "examples": {r: len(p) for r, p in pools.items()},
-              "seconds": round(seconds, 1), "final_loss": {r: curve[-1].get(f"sft/{r}/loss") for r in roles}}
+              "seconds": round(seconds, 1), "final_loss": {r: _last(curve, f"sft/{r}/loss") for r in roles}}
     if dist().is_main:
         state.policies.save(tmp, adapters)
         record["parse_check"] = parse_check(cfg, state)
@@ -180,3 +180,8 @@ def parse_check(cfg, state) -> dict:
             c[0] += len(tr.turns)
             c[1] += sum(format_score(t.parsed, tr.role, t.text) == 1.0 for t in tr.turns)
     return {role: {"turns": total, "parse_rate": ok / total if total else 0.0} for role, (total, ok) in counts.items()}
+
+
+def _last(curve: list[dict], key: str):
+    """The last logged value of `key` (a role with fewer steps than the phase stops logging early)."""
+    return next((row[key] for row in reversed(curve) if key in row), None)

@@ -44,3 +44,6 @@ def test_the_warm_start_logs_sft_only_for_the_roles_still_in_their_phase(tmp_pat
     assert record["steps"] == 3 and set(record["parse_check"]) <= {"planner", "executor"}
     assert ["sft/executor/loss" in r for r in rows] == [True, False, False]
     assert all("sft/planner/loss" in r for r in rows)
+    # a role that sat the last steps out still reports its last loss
+    assert record["final_loss"]["executor"] == rows[0]["sft/executor/loss"]
+    assert record["final_loss"]["planner"] == rows[-1]["sft/planner/loss"]
