@@ -28,6 +28,18 @@ def test_score_bfcl_gives_one_verdict_per_line(tmp_path):
     assert rows[0]["error_type"] is None and rows[1]["error_type"]
 
 
+def test_score_bfcl_counts_an_empty_call_object_as_no_call(tmp_path):
+    """Before: `cahl score` stopped on `[{}]` with an input error; BFCL's runner counts it as no call."""
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "irrelevance_0", "category": "irrelevance", "calls": [{}]}) + "\n"
+                     + json.dumps({"id": "simple_0", "category": "simple", "calls": [{}]}) + "\n")
+    out = _cahl("score", "bfcl", "--predictions", str(preds))
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(l) for l in out.stdout.splitlines()]
+    assert [(r["valid"], r["error_type"]) for r in rows] == [(True, None), (False, "ast_decoder:decoder_wrong_output_format")]
+    assert "1/2 valid" in out.stderr
+
+
 def test_malformed_prediction_line_names_file_and_line(tmp_path):
     preds = tmp_path / "bad.jsonl"
     preds.write_text('{"id": "simple_0", "category": "simple", "calls": []}\n{not json\n')
