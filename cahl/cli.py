@@ -112,7 +112,7 @@ def cmd_rollout(args) -> None:
     from cahl.agents.policy import PolicySet
     from cahl.agents.chat import ChatFormat
     from cahl.agents.rollout import Rollout
-    from cahl.envs.registry import make_env
+    from cahl.sources import make_env
     from cahl.train.loop import SCHEDULE_ROLES, training_tasks
 
     if args.n < 1:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from cahl.agents.chat import ChatFormat
 from cahl.agents.rollout import Policies, Rollout, RolloutConfig
 from cahl.eval.benchmarks import parse_bench_spec
+from cahl.sources import make_env, verdict
 from cahl.types import Episode
 
 
@@ -43,8 +44,8 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
     t0 = time.perf_counter()
     # One continuous batch over every item of every benchmark (rows join as others finish; a
     # category of 3 items alone would decode at batch 3), longest prompts first so that the first
-    # prefill pads least and short prompts fill the slots late; each task gets its own benchmark's
-    # environment and verdict. batch_size: the most tasks in one rollout (all = 0).
+    # prefill pads least and short prompts fill the slots late; each task gets its own source's
+    # environment and verdict (cahl/sources.py). batch_size: the most tasks in one rollout (all = 0).
     entries = [(bench, cat, task) for bench, cat, tasks in groups for task in tasks]
     order = sorted(range(len(entries)), key=lambda i: -_prompt_size(entries[i][2]))
     rows: dict[tuple[str, str], list[dict]] = {(bench.name, cat): [] for bench, cat, _ in groups}
@@ -53,15 +54,13 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
     with tqdm(total=len(entries), desc=label, unit="task", dynamic_ncols=True) as bar:
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
-            bench_of = {id(entries[i][2]): entries[i][0] for i in chunk}
             rollout = Rollout(policies, chat, replace(cfg, seed=cfg.seed + start))
-            episodes = rollout.run([entries[i][2] for i in chunk], lambda task: bench_of[id(task)].make_env(task),
-                                   on_episode=lambda ep: bar.update(1))
+            episodes = rollout.run([entries[i][2] for i in chunk], make_env, on_episode=lambda ep: bar.update(1))
             if cfg.agent == "hierarchical":
                 _mark_solved(episodes)
             for i, ep in zip(chunk, episodes, strict=True):  # one episode per task, in order
                 bench, cat, task = entries[i]
-                done[i] = _item(bench.name, cat, ep, bench.score(task, ep))
+                done[i] = _item(bench.name, cat, ep, verdict(task, ep))
     for i, (bench, cat, _) in enumerate(entries):
         rows[(bench.name, cat)].append(done[i])
     for (name, cat), group_rows in rows.items():

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from cahl.agents.build import apply_runtime
 from cahl.agents.chat import ChatFormat
 from cahl.agents.rollout import Rollout
-from cahl.envs.registry import make_env
+from cahl.sources import make_env
 from cahl.rl.advantages import group_advantages
 from cahl.train import sharding
 from cahl.train.dist import dist
