@@ -21,9 +21,10 @@ from typing import Callable
 
 from cahl.data.apibank import ORIGINAL_SOURCE as APIBANK_ORIGINAL, TOOLRL_SOURCE as APIBANK_TOOLRL
 from cahl.data.bamboogle import SOURCE as BAMBOOGLE
+from cahl.data.taskfile import SOURCE as TASK_FILE
 from cahl.data.toolrl import SOURCE as TOOLRL
 from cahl.envs.base import Env, FunctionCallEnv
-from cahl.types import CahlInputError, Episode, Task
+from cahl.types import CahlInputError, Episode, Task, ToolCall
 
 
 @dataclass
@@ -115,6 +116,69 @@ def score_synth(task: Task, episode: Episode) -> Verdict:
     return Verdict(ok, None if ok else ("no_answer" if not episode.response else "wrong_answer"))
 
 
+def score_task_file(task: Task, episode: Episode) -> Verdict:
+    """A task file's item (data/taskfile.py), by the rule the line or `--rule` names."""
+    rule = task.meta["rule"]
+    if rule == "answer":
+        return score_answer(task, episode)
+    if rule == "graded":
+        from cahl.rewards.calls import toolrl_correctness
+
+        score, _ = toolrl_correctness(episode.calls, task.gold_calls or [])
+        return Verdict(score == 1.0, None if score == 1.0 else ("no_call" if not episode.calls else "mismatch"),
+                       {"graded": score})
+    return score_gold_calls_bfcl(task.gold_calls or [], episode.calls, task.tools)
+
+
+def score_gold_calls_bfcl(gold: list[ToolCall], calls: list[ToolCall], tools: list[dict]) -> Verdict:
+    """BFCL's AST checker on plain gold calls, order-free: each gold value becomes the one allowed
+    value, documented with BFCL's type of that value (`_bfcl_param`; an integer for a parameter
+    whose schema says "number" is a float, so 2.0 matches 2). No gold call = BFCL's irrelevance
+    rule (right iff no call); one = its `multiple` rule (exactly one call, to the gold function);
+    more = its parallel rule (same count, matched in any order). Strings compare as BFCL's do:
+    case, spaces and `,./-_*^` ignored. A call may leave out no gold argument and add none."""
+    from cahl.eval.bfcl_checker import check_calls
+
+    schemas = {t.get("name"): (t.get("parameters") or {}).get("properties") or {} for t in tools}
+    functions: dict[str, dict] = {}
+    answer = []
+    for g in gold:
+        doc = functions.setdefault(g.name, {"name": g.name, "parameters": {"type": "dict", "properties": {},
+                                                                           "required": []}})
+        allowed = {}
+        for key, value in g.arguments.items():
+            number = (schemas.get(g.name, {}).get(key) or {}).get("type") == "number"
+            param, wrapped = _bfcl_param(float(value) if number and type(value) is int else value)
+            doc["parameters"]["properties"].setdefault(key, param)
+            allowed[key] = [wrapped]
+        answer.append({g.name: allowed})
+    category = "irrelevance" if not gold else "multiple" if len(gold) == 1 else "parallel"
+    valid, error_type, _ = check_calls(category, list(functions.values()), answer,
+                                       [{c.name: c.arguments} for c in calls], "Python")
+    return Verdict(valid, error_type)
+
+
+_BFCL_SCALARS = {str: "string", bool: "boolean", int: "integer", float: "float"}
+
+
+def _bfcl_param(value) -> tuple[dict, object]:
+    """(BFCL parameter doc, allowed value) for one gold value. Scalars, dicts and lists of one
+    scalar type or of dicts are typed as BFCL documents them (dict values one level deep, as BFCL's
+    possible answers); other values (null, nested or mixed lists) are typed "any", which BFCL's
+    checker compares verbatim."""
+    if type(value) in _BFCL_SCALARS:
+        return {"type": _BFCL_SCALARS[type(value)]}, value
+    if isinstance(value, dict):
+        return {"type": "dict"}, {k: [v] for k, v in value.items()}
+    if isinstance(value, list) and value:
+        kinds = {type(v) for v in value}
+        if kinds == {dict}:
+            return {"type": "array", "items": {"type": "dict"}}, [{k: [v] for k, v in d.items()} for d in value]
+        if len(kinds) == 1 and next(iter(kinds)) in _BFCL_SCALARS:
+            return {"type": "array", "items": {"type": _BFCL_SCALARS[next(iter(kinds))]}}, value
+    return {"type": "any"}, value
+
+
 def score_generic(task: Task, episode: Episode) -> Verdict:
     """A source with no entry: exact calls when it has gold calls, else answer EM."""
     if task.gold_calls is not None:
@@ -167,6 +231,7 @@ SOURCES: dict[str, Source] = {
     BAMBOOGLE: Source(search_env, score_answer),
     "synth": Source(synth_env, score_synth),
     TOOLRL: Source(function_call_env, score_exact_calls),
+    TASK_FILE: Source(function_call_env, score_task_file),
 }
 
 

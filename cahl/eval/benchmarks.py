@@ -91,13 +91,32 @@ BENCHMARKS: dict[str, Callable[[], Benchmark]] = {
 }
 
 
-def parse_bench_spec(spec: str) -> list[tuple[Benchmark, str]]:
-    """'bfcl_v3:simple,api_bank' -> [(bfcl_v3, simple), (api_bank, level-1), ...]."""
+# -- a task file (data/taskfile.py): one category per distinct "category" of its lines ----------
+def task_file_benchmark(spec: str, rule: str = "") -> Benchmark:
+    """`file:PATH` as a benchmark; the file is read (every line checked) now, before any model loads."""
+    from cahl.data.taskfile import file_path, load_task_file
+
+    tasks = load_task_file(file_path(spec), rule=rule)
+    cats = list(dict.fromkeys(t.category for t in tasks))
+    return Benchmark(spec, cats, cats, lambda cat, data_dir: [t for t in tasks if t.category == cat],
+                     note=f"task file, scored by rule {rule}" if rule else "")
+
+
+def parse_bench_spec(spec: str, rule: str = "") -> list[tuple[Benchmark, str]]:
+    """'bfcl_v3:simple,api_bank,file:my.jsonl' -> [(bfcl_v3, simple), (api_bank, level-1), ...,
+    (file:my.jsonl, each category of the file)]. `rule` overrides task files' scoring rules."""
+    from cahl.data.taskfile import PREFIX
+
     out = []
     for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        if part.startswith(PREFIX):
+            bench = task_file_benchmark(part, rule)
+            out += [(bench, c) for c in bench.categories]
+            continue
         name, _, cat = part.partition(":")
         if name not in BENCHMARKS:
-            raise CahlInputError(f"--bench {part!r}: unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}")
+            raise CahlInputError(f"--bench {part!r}: unknown benchmark {name!r}; known: {sorted(BENCHMARKS)} "
+                                 "or file:PATH (a task file, docs/task_files.md)")
         bench = BENCHMARKS[name]()
         cats = [c for c in cat.split("+") if c] or bench.default
         for c in cats:

@@ -21,10 +21,11 @@ from cahl.sources import make_env, verdict
 from cahl.types import Episode
 
 
-def load_bench_tasks(spec: str, limit: int, data_dir: str | None):
-    """[(benchmark, category, tasks)] for a --bench spec, `limit` items per category (0 = all)."""
+def load_bench_tasks(spec: str, limit: int, data_dir: str | None, rule: str = ""):
+    """[(benchmark, category, tasks)] for a --bench spec, `limit` items per category (0 = all);
+    `rule` overrides the scoring rule of task files' items."""
     out = []
-    for bench, cat in parse_bench_spec(spec):
+    for bench, cat in parse_bench_spec(spec, rule):
         tasks = bench.load(cat, data_dir or None)
         out.append((bench, cat, tasks[:limit] if limit else tasks))
     return out
@@ -160,7 +161,7 @@ def _summarize(rows: list[dict]) -> dict:
             roles[role][0] += total
             roles[role][1] += ok
     out["parse_rate"] = {role: ok / total for role, (total, ok) in roles.items() if total}
-    for key in ("em", "f1"):
+    for key in ("em", "f1", "graded"):  # graded: a task file's ToolRL score (rule graded)
         if rows and key in rows[0]:
             out[key] = sum(r[key] for r in rows) / n
     out["end_reasons"] = dict(Counter(r["end_reason"] for r in rows))
