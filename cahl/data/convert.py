@@ -188,8 +188,10 @@ def _hermes(record: dict, where: str) -> list[dict]:
         at = f"{where}: conversations[{i}]"
         who, text = _turn(turn, at)
         if who == "system":
-            if m := _TOOLS_BLOCK.search(text):
-                tools = _tools(_data_literal(m.group(1).strip(), f"{at} <tools>"), at)
+            # the prose names the tags too ("within <tools> </tools> XML tags"): the list is the block with text
+            blocks = [b.strip() for b in _TOOLS_BLOCK.findall(text) if b.strip()]
+            if blocks:
+                tools = _tools(_data_literal(blocks[-1], f"{at} <tools>"), at)
             continue
         role = _HERMES_ROLES.get(who)
         if role is None:
