@@ -33,11 +33,12 @@ def cmd_eval(args) -> None:
     from cahl.eval.harness import evaluate, load_bench_tasks
 
     extra = [f"model.name={args.model}"] if args.model else []
-    for key, value in [("bench", args.bench), ("limit", args.limit), ("agent", args.agent)]:
+    for key, value in [("bench", args.bench), ("limit", args.limit), ("agent", args.agent), ("rule", args.rule)]:
         if value is not None:
             extra.append(f"eval.{key}={value}")
     cfg = _config(args, extra)
-    groups = load_bench_tasks(cfg.eval.bench, cfg.eval.limit, cfg.data_dir or None)  # a missing file: before the model
+    groups = load_bench_tasks(cfg.eval.bench, cfg.eval.limit, cfg.data_dir or None,  # a missing file: before the model
+                              cfg.eval.rule)
     policies, chat = build_policies(cfg.model, adapters=args.adapters)
     result = evaluate(policies, chat, _eval_rollout(cfg, cfg.eval.agent), cfg.eval.bench, cfg.eval.limit, cfg.out,
                       cfg.data_dir or None, cfg.eval.batch_size, groups=groups)
@@ -68,7 +69,8 @@ def cmd_train(args) -> None:
     agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
     evaluating = bool(cfg.train.eval_bench)
     main_process = dist().is_main  # under accelerate launch, one process evaluates and reports
-    groups = load_bench_tasks(cfg.train.eval_bench, cfg.train.eval_limit, cfg.data_dir or None) if evaluating else []
+    groups = (load_bench_tasks(cfg.train.eval_bench, cfg.train.eval_limit, cfg.data_dir or None, cfg.eval.rule)
+              if evaluating else [])
     if main_process and evaluating:  # the untrained model, cached per (model, agent, items, prompt version, decoding)
         for raw_agent in cfg.train.eval_raw:
             cached_raw_evaluation(cfg, _eval_rollout(cfg, raw_agent), groups, run_dir, f"eval_before_{raw_agent}")
@@ -112,7 +114,7 @@ def cmd_rollout(args) -> None:
     from cahl.agents.policy import PolicySet
     from cahl.agents.chat import ChatFormat
     from cahl.agents.rollout import Rollout
-    from cahl.envs.registry import make_env
+    from cahl.sources import make_env
     from cahl.train.loop import SCHEDULE_ROLES, training_tasks
 
     if args.n < 1:
@@ -201,6 +203,17 @@ def cmd_score(args) -> None:
     print(f"{valid}/{len(rows)} valid", file=sys.stderr)
 
 
+def cmd_data_convert(args) -> None:
+    from cahl.data.convert import convert
+
+    written, skipped = convert(args.fmt, args.input, args.output)
+    print(f"wrote {written} tasks to {args.output}" + (f"; skipped {len(skipped)} records:" if skipped else ""))
+    for reason in skipped[:5]:
+        print(f"  {reason}")
+    if not written:
+        raise CahlInputError(f"{args.input}: no record converted to a task (reasons above)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cahl", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -211,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench", help="comma list of BENCH[:CAT[+CAT]], e.g. bfcl_v3:simple,api_bank,bamboogle")
     p.add_argument("--limit", type=int, help="items per benchmark category (0 = all)")
     p.add_argument("--agent", choices=["flat", "hierarchical"])
+    p.add_argument("--rule", choices=["calls", "graded", "answer"],
+                   help="score task files' items (--bench file:PATH) by this rule (docs/task_files.md)")
     _common(p)
     p.set_defaults(func=cmd_eval)
 
@@ -272,6 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predictions", required=True, help='JSONL of {"id", "category", "calls": [{"fn": {"arg": v}}]}')
     p.add_argument("--output", help="write verdicts here instead of stdout")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("data", help="data tools: convert public function-calling sets into task files")
+    data_sub = p.add_subparsers(dest="data_cmd", required=True)
+    q = data_sub.add_parser("convert", help="xLAM / ToolACE / Hermes function-calling JSON(L) -> a task file "
+                            "(docs/task_files.md)")
+    q.add_argument("--from", dest="fmt", required=True, choices=["xlam", "toolace", "hermes"])
+    q.add_argument("input", help="the dataset file: a JSON array of records or JSONL")
+    q.add_argument("output", help="the task file to write (JSONL)")
+    q.set_defaults(func=cmd_data_convert)
 
     args = parser.parse_args(argv)
     try:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from cahl.agents.build import apply_runtime
 from cahl.agents.chat import ChatFormat
 from cahl.agents.rollout import Rollout
-from cahl.envs.registry import make_env
+from cahl.sources import make_env
 from cahl.rl.advantages import group_advantages
 from cahl.train import sharding
 from cahl.train.dist import dist
@@ -46,9 +46,10 @@ SCHEDULE_ROLES = {"joint": ("planner", "executor"), "separate": ("planner", "exe
 
 # -- data -----------------------------------------------------------------------------------------
 def training_tasks(cfg, seed: int | None = None) -> list[Task]:
-    """The training pool: generated multi-step tasks (from `seed`, default the run's) and ToolRL's
+    """The training pool: generated multi-step tasks (from `seed`, default the run's), ToolRL's
     SFT set (deduplicated against its test split), with its single-message calling items also as
-    dialogues when train.toolrl_dialogues (data/toolrl.py: dialogue_variant)."""
+    dialogues when train.toolrl_dialogues (data/toolrl.py: dialogue_variant), and task files
+    (file:PATH, data/taskfile.py), in train.data's order."""
     tasks: list[Task] = []
     t = cfg.train
     seed = cfg.seed if seed is None else seed
@@ -68,10 +69,14 @@ def training_tasks(cfg, seed: int | None = None) -> list[Task]:
             tasks += kept
             if t.toolrl_dialogues:
                 tasks += [v for v in map(dialogue_variant, kept) if v is not None]
+        elif source.startswith("file:"):
+            from cahl.data.taskfile import file_path, load_task_file
+
+            tasks += load_task_file(file_path(source), split="train")
         else:
             from cahl.types import CahlInputError
 
-            raise CahlInputError(f"train.data: unknown source {source!r}; expected 'synth' or 'toolrl'")
+            raise CahlInputError(f"train.data: unknown source {source!r}; expected 'synth', 'toolrl' or 'file:PATH'")
     return tasks
 
 
