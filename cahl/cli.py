@@ -180,6 +180,14 @@ def cmd_score(args) -> None:
     print(f"{valid}/{len(rows)} valid", file=sys.stderr)
 
 
+def cmd_export(args) -> None:
+    from cahl.export import export
+
+    out = export(args.checkpoint, args.out, merge=args.merge, base=args.model)
+    print((out / "README.md").read_text())
+    print(f"exported {'merged models' if args.merge else 'adapters'} of {args.checkpoint} to {out}")
+
+
 def cmd_data_fetch(args) -> None:
     from cahl.data.fetch import DATASETS, fetch
 
@@ -247,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predictions", required=True, help='JSONL of {"id", "category", "calls": [{"fn": {"arg": v}}]}')
     p.add_argument("--output", help="write verdicts here instead of stdout")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("export", help="write a checkpoint's policies per role as PEFT adapters or (--merge) merged "
+                       "transformers models, with a model card holding the run's eval table")
+    p.add_argument("checkpoint", help="checkpoint folder, e.g. RUN/final")
+    p.add_argument("out", help="new folder to write")
+    p.add_argument("--merge", action="store_true", help="merge each adapter into the base (loads in plain transformers)")
+    p.add_argument("--model", help="base model (default: the one the checkpoint was trained on)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("data", help="get the data sets cahl reads")
     data_sub = p.add_subparsers(dest="data_cmd", required=True)
