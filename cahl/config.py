@@ -167,6 +167,10 @@ class TrainConfig:
     grad_clip: float = 1.0  # gradient norm clip per role and step
     checkpoint_every: int = 1  # steps between checkpoints
     tensorboard: bool = True  # also write TensorBoard scalars to OUT/tb
+    report_to: list[str] = field(default_factory=list)  # also log each step's scalars (and the config) to these
+    #   experiment trackers through accelerate's trackers, any of wandb, mlflow, tensorboard, comet_ml, aim, clearml,
+    #   dvclive, swanlab, trackio (their own settings, e.g. WANDB_MODE=offline or MLFLOW_TRACKING_URI, apply);
+    #   project "cahl", run named after OUT; files of trackers that keep them locally go to OUT/trackers
     eval_bench: str = ""  # evaluate before and after training on this --bench spec ("" = no evaluation)
     eval_limit: int = 8  # items per benchmark category in those evaluations
     eval_constrain: list[str] = field(default_factory=lambda: ["tools", "off"])  # decoding of the evaluations after
@@ -186,6 +190,7 @@ class TrainConfig:
         _require(self.max_tokens >= 1, "train.max_tokens", "an integer >= 1", self.max_tokens)
         _require(self.policy_epochs >= 1, "train.policy_epochs", "an integer >= 1", self.policy_epochs)
         checks.items(self.data, ("synth", "toolrl"), "train.data")
+        checks.trackers(self.report_to, "train.report_to")
         checks.items(self.eval_constrain, ("off", "protocol", "tools"), "train.eval_constrain")
         if self.eval_raw:
             checks.items(self.eval_raw, ("hierarchical", "flat"), "train.eval_raw")
