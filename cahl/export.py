@@ -28,8 +28,6 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 def export(final: str | Path, out: str | Path, merge: bool = False, base: str | None = None) -> Path:
     """Write the export of checkpoint folder `final` (a run's final/ or any saved PolicySet) to
     `out` (must not exist, or be empty). `base`: the base model, default the one it was trained on."""
-    from cahl.agents.model import load_model, load_tokenizer
-
     final, out = Path(final), Path(out)
     meta = read_policy_meta(final)
     base = base or meta.get("base_model")
@@ -40,10 +38,23 @@ def export(final: str | Path, out: str | Path, merge: bool = False, base: str | 
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write(tmp, final, meta, base, merge, model_card(final, meta, base, merge, out))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed export leaves nothing behind
+        raise
+    if out.exists():
+        out.rmdir()
+    tmp.replace(out)
+    return out
+
+
+def _write(tmp: Path, final: Path, meta: dict, base: str, merge: bool, card: str) -> None:
+    from cahl.agents.model import load_model, load_tokenizer
+
     roles_of: dict[str, list[str]] = {}
     for role, adapter in meta["adapters"].items():
         roles_of.setdefault(adapter, []).append(role)
-    card = model_card(final, meta, base, merge, out)
     tokenizer = load_tokenizer(base)
     for adapter, roles in roles_of.items():
         folder = tmp / adapter
@@ -61,10 +72,6 @@ def export(final: str | Path, out: str | Path, merge: bool = False, base: str | 
     if not merge:
         shutil.copy2(final / POLICY_FILE, tmp / POLICY_FILE)
     (tmp / "README.md").write_text(card)
-    if out.exists():
-        out.rmdir()
-    tmp.replace(out)  # a failed export leaves no half-written OUT
-    return out
 
 
 def model_card(final: Path, meta: dict, base: str, merge: bool, out: Path) -> str:
