@@ -56,6 +56,26 @@ def items(values: list, choices: Iterable | None, key: str) -> None:
             require(v in choices, f"{key}[{i}]", f"one of {choices}", v)
 
 
+# train.report_to: accelerate's tracker name -> (module it imports, pip package that provides it)
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow"),
+            "comet_ml": ("comet_ml", "comet-ml"), "aim": ("aim", "aim"), "clearml": ("clearml", "clearml"),
+            "dvclive": ("dvclive", "dvclive"), "swanlab": ("swanlab", "swanlab"), "trackio": ("trackio", "trackio")}
+
+
+def trackers(values: list, key: str) -> None:
+    """Experiment trackers accelerate knows, without repeats, each importable here (else the pip line)."""
+    import importlib.util
+
+    require(isinstance(values, list), key, f"a list of tracker names from {list(TRACKERS)}", values)
+    if values:
+        items(values, TRACKERS, key)
+    for i, name in enumerate(values):
+        module, package = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise CahlInputError(f"config key '{key}[{i}]': tracker {name!r} needs the Python package {package!r}, "
+                                 f"which is not installed: pip install {package}")
+
+
 def text(value: Any, key: str, what: str = "a non-empty string") -> None:
     require(isinstance(value, str) and value.strip() != "", key, what, value)
 

@@ -172,6 +172,10 @@ class TrainConfig:
     grad_clip: float = 1.0  # gradient norm clip per role and step
     checkpoint_every: int = 1  # steps between checkpoints
     tensorboard: bool = True  # also write TensorBoard scalars to OUT/tb
+    report_to: list[str] = field(default_factory=list)  # also log each step's scalars (and the config) to these
+    #   experiment trackers through accelerate's trackers, any of wandb, mlflow, tensorboard, comet_ml, aim, clearml,
+    #   dvclive, swanlab, trackio (their own settings, e.g. WANDB_MODE=offline or MLFLOW_TRACKING_URI, apply);
+    #   project "cahl", run named after OUT; files of trackers that keep them locally go to OUT/trackers
     eval_bench: str = ""  # evaluate before and after training on this --bench spec ("" = no evaluation)
     eval_limit: int = 8  # items per benchmark category in those evaluations
     eval_constrain: list[str] = field(default_factory=lambda: ["tools", "off"])  # decoding of the evaluations after
@@ -193,6 +197,7 @@ class TrainConfig:
         checks.items(self.data, None, "train.data")
         for i, source in enumerate(self.data):
             checks.training_source(source, f"train.data[{i}]")
+        checks.trackers(self.report_to, "train.report_to")
         checks.items(self.eval_constrain, ("off", "protocol", "tools"), "train.eval_constrain")
         if self.eval_raw:
             checks.items(self.eval_raw, ("hierarchical", "flat"), "train.eval_raw")

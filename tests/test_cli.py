@@ -122,7 +122,8 @@ def test_a_data_file_missing_from_the_data_dir_is_reported_before_the_model_load
     (tmp_path / "data").mkdir()
     assert main(["eval", "--model", "embedded", "--bench", "bamboogle", "--data-dir", str(tmp_path / "data"),
                  "--out", str(tmp_path / "ev")]) == 2
-    assert "missing data file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing data file" in err and "cahl data fetch bamboogle" in err
 
 
 def test_a_bad_task_file_line_is_reported_before_the_model_loads(tmp_path, monkeypatch, capsys):

@@ -365,7 +365,8 @@ def train(cfg, resume: bool = False, stop_after: int | None = None, restart: boo
         for name in (CURVE_FILE, SFT_FILE):
             shutil.copy2(sft / name, run_dir / f"sft_{name}" if name == CURVE_FILE else run_dir / name)
     ctx = build_state(cfg, ckpt or sft)
-    logger = MetricsLogger(run_dir, tensorboard=cfg.train.tensorboard)
+    logger = MetricsLogger(run_dir, tensorboard=cfg.train.tensorboard,  # trackers: on the process that logs
+                           report_to=cfg.train.report_to if dist().is_main else [], config=to_dict(cfg))
     plan = step_plan(cfg)
 
     start = 0
@@ -413,5 +414,6 @@ def train(cfg, resume: bool = False, stop_after: int | None = None, restart: boo
     adapters = ctx.policies.adapter_states()  # every process (a collective when sharded)
     if dist().is_main:
         ctx.policies.save(run_dir / "final", adapters)
+    logger.close()
     dist().finish()
     return run_dir
