@@ -28,7 +28,7 @@ from cahl.agents.policy import PolicySet
 from cahl.agents.prompts import initial_messages
 from cahl.agents.rollout import Rollout, RolloutConfig
 from cahl.config import ModelConfig
-from cahl.envs.registry import make_env
+from cahl.sources import make_env
 from cahl.envs.synth import generate_tasks
 
 

@@ -56,17 +56,52 @@ def items(values: list, choices: Iterable | None, key: str) -> None:
             require(v in choices, f"{key}[{i}]", f"one of {choices}", v)
 
 
+# train.report_to: accelerate's tracker name -> (module it imports, pip package that provides it)
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow"),
+            "comet_ml": ("comet_ml", "comet-ml"), "aim": ("aim", "aim"), "clearml": ("clearml", "clearml"),
+            "dvclive": ("dvclive", "dvclive"), "swanlab": ("swanlab", "swanlab"), "trackio": ("trackio", "trackio")}
+
+
+def trackers(values: list, key: str) -> None:
+    """Experiment trackers accelerate knows, without repeats, each importable here (else the pip line)."""
+    import importlib.util
+
+    require(isinstance(values, list), key, f"a list of tracker names from {list(TRACKERS)}", values)
+    if values:
+        items(values, TRACKERS, key)
+    for i, name in enumerate(values):
+        module, package = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise CahlInputError(f"config key '{key}[{i}]': tracker {name!r} needs the Python package {package!r}, "
+                                 f"which is not installed: pip install {package}")
+
+
 def text(value: Any, key: str, what: str = "a non-empty string") -> None:
     require(isinstance(value, str) and value.strip() != "", key, what, value)
 
 
-def bench_spec(value: str, key: str, allow_empty: bool = False) -> None:
-    """A --bench spec (BENCH[:CAT[+CAT]],...) that names known benchmarks and categories."""
+def bench_spec(value: str, key: str, allow_empty: bool = False, rule: str = "") -> None:
+    """A --bench spec (BENCH[:CAT[+CAT]] or file:PATH, ...) that names known benchmarks and
+    categories, or task files whose every line is well formed."""
     from cahl.eval.benchmarks import parse_bench_spec
 
     if allow_empty and value == "":
         return
     try:
-        parse_bench_spec(value)
+        parse_bench_spec(value, rule)
+    except CahlInputError as e:
+        raise CahlInputError(f"config key {key!r}: {e}") from None
+
+
+def training_source(value: str, key: str) -> None:
+    """synth, toolrl, or file:PATH naming a well-formed task file (read now, before any model loads)."""
+    from cahl.data.taskfile import file_path, load_task_file
+
+    path = file_path(value) if isinstance(value, str) else None
+    if path is None:
+        require(value in ("synth", "toolrl"), key, "'synth', 'toolrl' or 'file:PATH' (a task file)", value)
+        return
+    try:
+        load_task_file(path, split="train")
     except CahlInputError as e:
         raise CahlInputError(f"config key {key!r}: {e}") from None

@@ -28,16 +28,26 @@ def _config(args, extra: list[str]):
     return load_config(args.config, overrides + extra)
 
 
+def _require_data(cfg, bench: str = "", training: bool = False) -> None:
+    """Before any model loads: the data files `bench` and (when `training`) train.data read are
+    there, else an error naming `cahl data fetch NAME`."""
+    from cahl.data.fetch import bench_needs, require_data, train_needs
+
+    require_data(bench_needs(bench) + (train_needs(cfg.train.data) if training else []), cfg.data_dir or None)
+
+
 def cmd_eval(args) -> None:
     from cahl.agents.build import build_policies
     from cahl.eval.harness import evaluate, load_bench_tasks
 
     extra = [f"model.name={args.model}"] if args.model else []
-    for key, value in [("bench", args.bench), ("limit", args.limit), ("agent", args.agent)]:
+    for key, value in [("bench", args.bench), ("limit", args.limit), ("agent", args.agent), ("rule", args.rule)]:
         if value is not None:
             extra.append(f"eval.{key}={value}")
     cfg = _config(args, extra)
-    groups = load_bench_tasks(cfg.eval.bench, cfg.eval.limit, cfg.data_dir or None)  # a missing file: before the model
+    _require_data(cfg, cfg.eval.bench)
+    groups = load_bench_tasks(cfg.eval.bench, cfg.eval.limit, cfg.data_dir or None,  # a missing file: before the model
+                              cfg.eval.rule)
     policies, chat = build_policies(cfg.model, adapters=args.adapters)
     result = evaluate(policies, chat, _eval_rollout(cfg, cfg.eval.agent), cfg.eval.bench, cfg.eval.limit, cfg.out,
                       cfg.data_dir or None, cfg.eval.batch_size, groups=groups)
@@ -67,8 +77,10 @@ def cmd_train(args) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
     evaluating = bool(cfg.train.eval_bench)
+    _require_data(cfg, cfg.train.eval_bench if evaluating else "", training=True)  # the raw eval loads a model first
     main_process = dist().is_main  # under accelerate launch, one process evaluates and reports
-    groups = load_bench_tasks(cfg.train.eval_bench, cfg.train.eval_limit, cfg.data_dir or None) if evaluating else []
+    groups = (load_bench_tasks(cfg.train.eval_bench, cfg.train.eval_limit, cfg.data_dir or None, cfg.eval.rule)
+              if evaluating else [])
     if main_process and evaluating:  # the untrained model, cached per (model, agent, items, prompt version, decoding)
         for raw_agent in cfg.train.eval_raw:
             cached_raw_evaluation(cfg, _eval_rollout(cfg, raw_agent), groups, run_dir, f"eval_before_{raw_agent}")
@@ -91,6 +103,7 @@ def cmd_sft(args) -> None:
     from cahl.train.sft import SFT_FILE, warm_start
 
     cfg = _config(args, [])
+    _require_data(cfg, training=True)
     folder = warm_start(cfg)
     if folder is None:
         raise CahlInputError("sft.steps is 0 for every role of train.schedule: there is no warm start to train")
@@ -112,12 +125,13 @@ def cmd_rollout(args) -> None:
     from cahl.agents.policy import PolicySet
     from cahl.agents.chat import ChatFormat
     from cahl.agents.rollout import Rollout
-    from cahl.envs.registry import make_env
+    from cahl.sources import make_env
     from cahl.train.loop import SCHEDULE_ROLES, training_tasks
 
     if args.n < 1:
         raise CahlInputError(f"--n: expected a number of tasks >= 1, got {args.n}")
     cfg = _config(args, [])
+    _require_data(cfg, training=True)
     # The agent and its policies follow train.schedule, as in `cahl train` (rollout.agent is what the
     # training loop sets per step; its default, flat, has no policy in a hierarchy's PolicySet).
     agent = "flat" if cfg.train.schedule == "flat" else "hierarchical"
@@ -186,6 +200,7 @@ def cmd_experiment(args) -> None:
     from cahl.experiment import SMOKE, run_experiment
 
     cfg = _config(args, SMOKE if args.smoke else [])
+    _require_data(cfg, cfg.experiment.bench, training=True)  # the raw arm loads a model before any data
     print(run_experiment(cfg))
     print(f"results: {Path(cfg.out, 'results.md')}")
 
@@ -201,6 +216,45 @@ def cmd_score(args) -> None:
     print(f"{valid}/{len(rows)} valid", file=sys.stderr)
 
 
+def cmd_data_convert(args) -> None:
+    from cahl.data.convert import convert
+
+    written, skipped = convert(args.fmt, args.input, args.output)
+    print(f"wrote {written} tasks to {args.output}" + (f"; skipped {len(skipped)} records:" if skipped else ""))
+    for reason in skipped[:5]:
+        print(f"  {reason}")
+    if not written:
+        raise CahlInputError(f"{args.input}: no record converted to a task (reasons above)")
+
+
+def cmd_export(args) -> None:
+    from cahl.export import export
+
+    out = export(args.checkpoint, args.out, merge=args.merge, base=args.model)
+    print((out / "README.md").read_text())
+    print(f"exported {'merged models' if args.merge else 'adapters'} of {args.checkpoint} to {out}")
+
+
+def cmd_data_fetch(args) -> None:
+    from cahl.data.fetch import DATASETS, fetch
+
+    for name in args.names or DATASETS:
+        fetch(name, args.data_dir, args.mirror)
+
+
+def _add_data_fetch(data_sub) -> None:
+    from cahl.data.fetch import DATASETS, GITHUB_RAW
+
+    p = data_sub.add_parser("fetch", help="download API-Bank / ToolRL / Bamboogle from their public sources "
+                            "(pinned commits) into the data folder, checking pinned sha256 sums")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"data sets to fetch, of {list(DATASETS)} (default: all)")
+    p.add_argument("--data-dir", help="data folder to fill (default: $CAHL_DATA_DIR or ../shared/data; created)")
+    p.add_argument("--mirror", help=f"base URL laid out as OWNER/REPO/COMMIT/PATH in place of {GITHUB_RAW} "
+                   "(e.g. file:///srv/mirror)")
+    p.set_defaults(func=cmd_data_fetch)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cahl", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -211,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench", help="comma list of BENCH[:CAT[+CAT]], e.g. bfcl_v3:simple,api_bank,bamboogle")
     p.add_argument("--limit", type=int, help="items per benchmark category (0 = all)")
     p.add_argument("--agent", choices=["flat", "hierarchical"])
+    p.add_argument("--rule", choices=["calls", "graded", "answer"],
+                   help="score task files' items (--bench file:PATH) by this rule (docs/task_files.md)")
     _common(p)
     p.set_defaults(func=cmd_eval)
 
@@ -272,6 +328,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predictions", required=True, help='JSONL of {"id", "category", "calls": [{"fn": {"arg": v}}]}')
     p.add_argument("--output", help="write verdicts here instead of stdout")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("export", help="write a checkpoint's policies per role as PEFT adapters or (--merge) merged "
+                       "transformers models, with a model card holding the run's eval table")
+    p.add_argument("checkpoint", help="checkpoint folder, e.g. RUN/final")
+    p.add_argument("out", help="new folder to write")
+    p.add_argument("--merge", action="store_true", help="merge each adapter into the base (loads in plain transformers)")
+    p.add_argument("--model", help="base model (default: the one the checkpoint was trained on)")
+    p.set_defaults(func=cmd_export)
+
+
+    p = sub.add_parser("data", help="data tools: fetch the data sets cahl reads; convert public function-calling sets into task files")
+    data_sub = p.add_subparsers(dest="data_cmd", required=True)
+    q = data_sub.add_parser("convert", help="xLAM / ToolACE / Hermes function-calling JSON(L) -> a task file "
+                            "(docs/task_files.md)")
+    q.add_argument("--from", dest="fmt", required=True, choices=["xlam", "toolace", "hermes"])
+    q.add_argument("input", help="the dataset file: a JSON array of records or JSONL")
+    q.add_argument("output", help="the task file to write (JSONL)")
+    q.set_defaults(func=cmd_data_convert)
+    _add_data_fetch(data_sub)
 
     args = parser.parse_args(argv)
     try:

@@ -85,10 +85,14 @@ class EvalConfig:
     constrain: str = "tools"  # decoding in evaluation: off | protocol | tools (see rollout.constrain)
     think_tokens: int = 16  # constrained turns in evaluation: most tokens inside <think>
     search_k: int = 3  # Bamboogle: passages returned per search call
+    rule: str = ""  # task files (file:PATH in a bench spec): score every item by calls | graded | answer ("" = each
+    #   line's own "rule", else calls for items with gold_calls and answer for items with gold_answer;
+    #   docs/task_files.md). Also applies to train.eval_bench
 
     def __post_init__(self) -> None:
         _require(self.agent in ("flat", "hierarchical"), "eval.agent", "flat or hierarchical", self.agent)
-        checks.bench_spec(self.bench, "eval.bench")
+        _require(self.rule in ("", "calls", "graded", "answer"), "eval.rule", "'', calls, graded or answer", self.rule)
+        checks.bench_spec(self.bench, "eval.bench", rule=self.rule)
         checks.integer(self.limit, "eval.limit", 0)  # -3 took tasks[:-3]: 122 of Bamboogle's 125, silently
         checks.integer(self.batch_size, "eval.batch_size", 0)
         checks.number(self.temperature, "eval.temperature", 0)
@@ -139,7 +143,8 @@ class TrainConfig:
     schedule: str = "joint"  # joint (CAHL) | separate | flat
     steps: int = 10  # GRPO steps (separate: first half executor-only, second half planner)
     tasks_per_step: int = 4  # tasks rolled out per GRPO step (x rollout.plans_per_task episodes)
-    data: list[str] = field(default_factory=lambda: ["synth", "toolrl"])  # training sources
+    data: list[str] = field(default_factory=lambda: ["synth", "toolrl"])  # training sources: synth | toolrl |
+    #   file:PATH (a task file, docs/task_files.md; read and checked when the config loads)
     n_synth: int = 400  # generated multi-step training tasks
     n_toolrl: int = 0  # ToolRL SFT items used (0 = all 399 after deduplication)
     toolrl_dialogues: bool = True  # also each single-message ToolRL calling item as a 3-turn dialogue (API-Bank's shape)
@@ -167,6 +172,10 @@ class TrainConfig:
     grad_clip: float = 1.0  # gradient norm clip per role and step
     checkpoint_every: int = 1  # steps between checkpoints
     tensorboard: bool = True  # also write TensorBoard scalars to OUT/tb
+    report_to: list[str] = field(default_factory=list)  # also log each step's scalars (and the config) to these
+    #   experiment trackers through accelerate's trackers, any of wandb, mlflow, tensorboard, comet_ml, aim, clearml,
+    #   dvclive, swanlab, trackio (their own settings, e.g. WANDB_MODE=offline or MLFLOW_TRACKING_URI, apply);
+    #   project "cahl", run named after OUT; files of trackers that keep them locally go to OUT/trackers
     eval_bench: str = ""  # evaluate before and after training on this --bench spec ("" = no evaluation)
     eval_limit: int = 8  # items per benchmark category in those evaluations
     eval_constrain: list[str] = field(default_factory=lambda: ["tools", "off"])  # decoding of the evaluations after
@@ -185,7 +194,10 @@ class TrainConfig:
         _require(self.task_pool >= 0, "train.task_pool", "an integer >= 0", self.task_pool)
         _require(self.max_tokens >= 1, "train.max_tokens", "an integer >= 1", self.max_tokens)
         _require(self.policy_epochs >= 1, "train.policy_epochs", "an integer >= 1", self.policy_epochs)
-        checks.items(self.data, ("synth", "toolrl"), "train.data")
+        checks.items(self.data, None, "train.data")
+        for i, source in enumerate(self.data):
+            checks.training_source(source, f"train.data[{i}]")
+        checks.trackers(self.report_to, "train.report_to")
         checks.items(self.eval_constrain, ("off", "protocol", "tools"), "train.eval_constrain")
         if self.eval_raw:
             checks.items(self.eval_raw, ("hierarchical", "flat"), "train.eval_raw")

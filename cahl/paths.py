@@ -19,7 +19,7 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
     if not path.is_dir():
         raise DataMissingError(
             f"data directory {path} does not exist; pass --data-dir or set CAHL_DATA_DIR to the folder "
-            "holding apibank/, bamboogle/ and toolrl/ (see README, 'Data')"
+            "holding apibank/, bamboogle/ and toolrl/, or fill it with `cahl data fetch` (see README, 'Data')"
         )
     return path
 

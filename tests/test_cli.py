@@ -28,6 +28,18 @@ def test_score_bfcl_gives_one_verdict_per_line(tmp_path):
     assert rows[0]["error_type"] is None and rows[1]["error_type"]
 
 
+def test_score_bfcl_counts_an_empty_call_object_as_no_call(tmp_path):
+    """Before: `cahl score` stopped on `[{}]` with an input error; BFCL's runner counts it as no call."""
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "irrelevance_0", "category": "irrelevance", "calls": [{}]}) + "\n"
+                     + json.dumps({"id": "simple_0", "category": "simple", "calls": [{}]}) + "\n")
+    out = _cahl("score", "bfcl", "--predictions", str(preds))
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(l) for l in out.stdout.splitlines()]
+    assert [(r["valid"], r["error_type"]) for r in rows] == [(True, None), (False, "ast_decoder:decoder_wrong_output_format")]
+    assert "1/2 valid" in out.stderr
+
+
 def test_malformed_prediction_line_names_file_and_line(tmp_path):
     preds = tmp_path / "bad.jsonl"
     preds.write_text('{"id": "simple_0", "category": "simple", "calls": []}\n{not json\n')
@@ -110,4 +122,25 @@ def test_a_data_file_missing_from_the_data_dir_is_reported_before_the_model_load
     (tmp_path / "data").mkdir()
     assert main(["eval", "--model", "embedded", "--bench", "bamboogle", "--data-dir", str(tmp_path / "data"),
                  "--out", str(tmp_path / "ev")]) == 2
-    assert "missing data file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing data file" in err and "cahl data fetch bamboogle" in err
+
+
+def test_a_bad_task_file_line_is_reported_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    """--bench file:, train.data and train.eval_bench read the whole task file when the config loads."""
+    import cahl.agents.build
+    import cahl.train.loop
+    from cahl.cli import main
+
+    monkeypatch.setattr(cahl.agents.build, "build_policies", lambda *a, **kw: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(cahl.train.loop, "train", lambda *a, **kw: pytest.fail("training started"))
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "q"}], "tools": [],
+                                 "gold_answer": "x"}) + "\n"
+                     + json.dumps({"id": "b", "messages": [{"role": "user", "content": "q"}], "tools": []}) + "\n")
+    expected = f"{tasks}:2: gold_calls/gold_answer: expected exactly one of them, got neither"
+    assert main(["eval", "--model", "embedded", "--bench", f"file:{tasks}", "--out", str(tmp_path / "ev")]) == 2
+    assert expected in capsys.readouterr().err
+    for override in (f"train.data=[file:{tasks}]", f"train.eval_bench=file:{tasks}"):
+        assert main(["train", "--out", str(tmp_path / "run"), override]) == 2
+        assert expected in capsys.readouterr().err

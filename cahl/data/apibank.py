@@ -41,8 +41,10 @@ ORIGINAL_SOURCE = "apibank_original"
 PRIOR_CALLS_KEY = "apibank_prior_calls"
 TOOLRL_COUNTS = {1: 399, 2: 67, 3: 131}
 ORIGINAL_FOLDERS = {1: "level-1-given-desc", 2: "level-2-toolsearcher"}
-_TOOLRL_ORIGIN = "github.com/qiancheng0/ToolRL (benchmarks/API-Bank/level-{1,2,3}-api_processed.json)"
-_ORIGINAL_ORIGIN = "github.com/AlibabaResearch/DAMO-ConvAI (api-bank/test-data, api-bank/lv1-lv2-samples)"
+_TOOLRL_ORIGIN = ("github.com/qiancheng0/ToolRL (benchmarks/API-Bank/level-{1,2,3}-api_processed.json); "
+                  "run `cahl data fetch apibank`")
+_ORIGINAL_ORIGIN = ("github.com/AlibabaResearch/DAMO-ConvAI (api-bank/test-data, api-bank/lv1-lv2-samples); "
+                    "run `cahl data fetch apibank`")
 
 _REQUEST_LINE = re.compile(r"^API-Request:\s*(\[.*?\)\s*\])(?:->(.*))?$", re.S)
 # A quoted value that opens a list/dict literal: the value API-Bank forgot to escape.

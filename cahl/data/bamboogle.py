@@ -14,7 +14,8 @@ from cahl.types import CahlInputError, Task
 
 SOURCE = "bamboogle"
 FILE = "bamboogle/bamboogle_125.jsonl"
-_ORIGIN = "github.com/qiancheng0/ToolRL (benchmarks/Bamboogle/data.json), one JSON object per line"
+_ORIGIN = ("github.com/qiancheng0/ToolRL (benchmarks/Bamboogle/data.json), one JSON object per line; "
+           "run `cahl data fetch bamboogle`")
 
 
 def load_bamboogle(data_dir: str | Path | None = None) -> list[Task]:

@@ -32,7 +32,8 @@ from cahl.types import CahlInputError, Message, Task, ToolCall
 SOURCE = "toolrl"
 SFT_FILE = "toolrl/rlla_sft.json"
 TEST_FILE = "toolrl/rlla_4k_test.parquet"
-_ORIGIN = "github.com/qiancheng0/ToolRL (dataset/rlla_4k_raw/rlla_sft.json, dataset/rlla_4k/test.parquet)"
+_ORIGIN = ("github.com/qiancheng0/ToolRL (dataset/rlla_4k_raw/rlla_sft.json, dataset/rlla_4k/test.parquet); "
+           "run `cahl data fetch toolrl`")
 
 _HEADER = re.compile(r"^\s*\*+Dialogue Records History\*+\s*\n")  # API-Bank level 2 writes three stars
 _SEGMENT = re.compile(r"<(user|think|tool_call|obs|response)>(.*?)</\1>", re.S)

@@ -17,13 +17,15 @@ from tqdm import tqdm
 from cahl.agents.chat import ChatFormat
 from cahl.agents.rollout import Policies, Rollout, RolloutConfig
 from cahl.eval.benchmarks import parse_bench_spec
+from cahl.sources import make_env, verdict
 from cahl.types import Episode
 
 
-def load_bench_tasks(spec: str, limit: int, data_dir: str | None):
-    """[(benchmark, category, tasks)] for a --bench spec, `limit` items per category (0 = all)."""
+def load_bench_tasks(spec: str, limit: int, data_dir: str | None, rule: str = ""):
+    """[(benchmark, category, tasks)] for a --bench spec, `limit` items per category (0 = all);
+    `rule` overrides the scoring rule of task files' items."""
     out = []
-    for bench, cat in parse_bench_spec(spec):
+    for bench, cat in parse_bench_spec(spec, rule):
         tasks = bench.load(cat, data_dir or None)
         out.append((bench, cat, tasks[:limit] if limit else tasks))
     return out
@@ -43,8 +45,8 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
     t0 = time.perf_counter()
     # One continuous batch over every item of every benchmark (rows join as others finish; a
     # category of 3 items alone would decode at batch 3), longest prompts first so that the first
-    # prefill pads least and short prompts fill the slots late; each task gets its own benchmark's
-    # environment and verdict. batch_size: the most tasks in one rollout (all = 0).
+    # prefill pads least and short prompts fill the slots late; each task gets its own source's
+    # environment and verdict (cahl/sources.py). batch_size: the most tasks in one rollout (all = 0).
     entries = [(bench, cat, task) for bench, cat, tasks in groups for task in tasks]
     order = sorted(range(len(entries)), key=lambda i: -_prompt_size(entries[i][2]))
     rows: dict[tuple[str, str], list[dict]] = {(bench.name, cat): [] for bench, cat, _ in groups}
@@ -53,15 +55,13 @@ def evaluate(policies: Policies, chat: ChatFormat, rollout_cfg: RolloutConfig, b
     with tqdm(total=len(entries), desc=label, unit="task", dynamic_ncols=True) as bar:
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
-            bench_of = {id(entries[i][2]): entries[i][0] for i in chunk}
             rollout = Rollout(policies, chat, replace(cfg, seed=cfg.seed + start))
-            episodes = rollout.run([entries[i][2] for i in chunk], lambda task: bench_of[id(task)].make_env(task),
-                                   on_episode=lambda ep: bar.update(1))
+            episodes = rollout.run([entries[i][2] for i in chunk], make_env, on_episode=lambda ep: bar.update(1))
             if cfg.agent == "hierarchical":
                 _mark_solved(episodes)
             for i, ep in zip(chunk, episodes, strict=True):  # one episode per task, in order
                 bench, cat, task = entries[i]
-                done[i] = _item(bench.name, cat, ep, bench.score(task, ep))
+                done[i] = _item(bench.name, cat, ep, verdict(task, ep))
     for i, (bench, cat, _) in enumerate(entries):
         rows[(bench.name, cat)].append(done[i])
     for (name, cat), group_rows in rows.items():
@@ -161,7 +161,7 @@ def _summarize(rows: list[dict]) -> dict:
             roles[role][0] += total
             roles[role][1] += ok
     out["parse_rate"] = {role: ok / total for role, (total, ok) in roles.items() if total}
-    for key in ("em", "f1"):
+    for key in ("em", "f1", "graded"):  # graded: a task file's ToolRL score (rule graded)
         if rows and key in rows[0]:
             out[key] = sum(r[key] for r in rows) / n
     out["end_reasons"] = dict(Counter(r["end_reason"] for r in rows))

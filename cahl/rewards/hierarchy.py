@@ -32,7 +32,7 @@ Planner, per plan: r_H = w_fmt·format + w_out·outcome + w_align·mean_j c(j) �
 Flat (ToolRL): r = w_fmt·format + w_call·correctness, correctness = call rule against all gold
     calls, or for answer tasks the EM of the final <response> (one normalised answer; listing
     several candidates fails). The outcome is logged as a component but not added (ToolRL's reward).
-Outcome = the benchmark's own verdict on the episode (see `outcome`).
+Outcome = the verdict of the task's source on the episode (cahl/sources.py), as evaluation scores it.
 """
 
 from __future__ import annotations
@@ -42,14 +42,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cahl import checks
-from cahl.data.apibank import TOOLRL_SOURCE as APIBANK_TOOLRL_SOURCE
-from cahl.data.bamboogle import SOURCE as BAMBOOGLE_SOURCE
-from cahl.data.toolrl import SOURCE as TOOLRL_SOURCE
-from cahl.envs.synth import check_answer
-from cahl.eval.benchmarks import Verdict, score_answer, score_apibank, score_bfcl
 from cahl.eval.scoring import contains_answer, exact_match
-from cahl.rewards.calls import LOWEST, REWARDS, call_correctness, exact_multiset, pair_score, same_call
+from cahl.rewards.calls import LOWEST, REWARDS, call_correctness, pair_score, same_call
 from cahl.rewards.format import trajectory_format
+from cahl.sources import verdict
 from cahl.types import CahlInputError, Episode, RewardResult, Task, ToolCall, Trajectory
 
 
@@ -261,45 +257,10 @@ def flat_reward(traj: Trajectory, task: Task, cfg: RewardConfig) -> RewardResult
 
 
 # -- outcome: the benchmark's own verdict -------------------------------------------------------
-def _verdict(scorer: Callable[[Task, Episode], Verdict]) -> Callable[[Task, Episode], float]:
-    return lambda task, episode: float(scorer(task, episode).correct)
-
-
-def _synth_outcome(task: Task, episode: Episode) -> float:
-    """Generated tasks: the final answer decides (many call paths reach it; the answer is computed)."""
-    if task.gold_answer is None:
-        return exact_multiset(episode.calls, task.gold_calls or [])
-    return float(check_answer(task, episode.response or ""))
-
-
-def _calls_outcome(task: Task, episode: Episode) -> float:
-    """ToolRL prompts and other call-scored data: the calls as a multiset, exactly (Tool-N1's rule)."""
-    return exact_multiset(episode.calls, task.gold_calls or [])
-
-
-def _generic_outcome(task: Task, episode: Episode) -> float:
-    """A source with no scorer of its own: exact calls when it has gold calls, else answer EM."""
-    if task.gold_calls is not None:
-        return _calls_outcome(task, episode)
-    if task.gold_answer is not None:
-        return exact_match(episode.response or "", task.gold_answer)
-    raise CahlInputError(f"task {task.id} (source {task.source!r}): no gold calls or answer and no "
-                         f"benchmark scorer, so its outcome is undefined")
-
-
-OUTCOMES: dict[str, Callable[[Task, Episode], float]] = {
-    "bfcl_v3": _verdict(score_bfcl),
-    "bfcl_v4": _verdict(score_bfcl),
-    APIBANK_TOOLRL_SOURCE: _verdict(score_apibank),
-    BAMBOOGLE_SOURCE: _verdict(score_answer),
-    "synth": _synth_outcome,
-    TOOLRL_SOURCE: _calls_outcome,
-}
-
-
 def outcome(task: Task, episode: Episode) -> float:
-    """The episode's outcome in {0, 1}: the scorer registered for the task's source, else generic."""
-    return OUTCOMES.get(task.source, _generic_outcome)(task, episode)
+    """The episode's outcome in {0, 1}: the verdict of the task's source (cahl/sources.py), the same
+    checker evaluation reports."""
+    return float(verdict(task, episode).correct)
 
 
 # -- a batch of episodes ------------------------------------------------------------------------

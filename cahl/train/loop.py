@@ -30,7 +30,7 @@ from tqdm import tqdm
 from cahl.agents.build import apply_runtime
 from cahl.agents.chat import ChatFormat
 from cahl.agents.rollout import Rollout
-from cahl.envs.registry import make_env
+from cahl.sources import make_env
 from cahl.rl.advantages import group_advantages
 from cahl.train import sharding
 from cahl.train.dist import dist
@@ -46,9 +46,10 @@ SCHEDULE_ROLES = {"joint": ("planner", "executor"), "separate": ("planner", "exe
 
 # -- data -----------------------------------------------------------------------------------------
 def training_tasks(cfg, seed: int | None = None) -> list[Task]:
-    """The training pool: generated multi-step tasks (from `seed`, default the run's) and ToolRL's
+    """The training pool: generated multi-step tasks (from `seed`, default the run's), ToolRL's
     SFT set (deduplicated against its test split), with its single-message calling items also as
-    dialogues when train.toolrl_dialogues (data/toolrl.py: dialogue_variant)."""
+    dialogues when train.toolrl_dialogues (data/toolrl.py: dialogue_variant), and task files
+    (file:PATH, data/taskfile.py), in train.data's order."""
     tasks: list[Task] = []
     t = cfg.train
     seed = cfg.seed if seed is None else seed
@@ -68,10 +69,14 @@ def training_tasks(cfg, seed: int | None = None) -> list[Task]:
             tasks += kept
             if t.toolrl_dialogues:
                 tasks += [v for v in map(dialogue_variant, kept) if v is not None]
+        elif source.startswith("file:"):
+            from cahl.data.taskfile import file_path, load_task_file
+
+            tasks += load_task_file(file_path(source), split="train")
         else:
             from cahl.types import CahlInputError
 
-            raise CahlInputError(f"train.data: unknown source {source!r}; expected 'synth' or 'toolrl'")
+            raise CahlInputError(f"train.data: unknown source {source!r}; expected 'synth', 'toolrl' or 'file:PATH'")
     return tasks
 
 
@@ -360,7 +365,8 @@ def train(cfg, resume: bool = False, stop_after: int | None = None, restart: boo
         for name in (CURVE_FILE, SFT_FILE):
             shutil.copy2(sft / name, run_dir / f"sft_{name}" if name == CURVE_FILE else run_dir / name)
     ctx = build_state(cfg, ckpt or sft)
-    logger = MetricsLogger(run_dir, tensorboard=cfg.train.tensorboard)
+    logger = MetricsLogger(run_dir, tensorboard=cfg.train.tensorboard,  # trackers: on the process that logs
+                           report_to=cfg.train.report_to if dist().is_main else [], config=to_dict(cfg))
     plan = step_plan(cfg)
 
     start = 0
@@ -408,5 +414,6 @@ def train(cfg, resume: bool = False, stop_after: int | None = None, restart: boo
     adapters = ctx.policies.adapter_states()  # every process (a collective when sharded)
     if dist().is_main:
         ctx.policies.save(run_dir / "final", adapters)
+    logger.close()
     dist().finish()
     return run_dir

@@ -159,7 +159,7 @@ def parse_check(cfg, state) -> dict:
 
     from cahl.agents.rollout import Rollout
     from cahl.data.toolrl import load_toolrl_test
-    from cahl.envs.registry import make_env
+    from cahl.sources import make_env
     from cahl.envs.synth import generate_tasks
     from cahl.rewards.format import format_score
 

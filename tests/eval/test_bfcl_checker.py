@@ -255,13 +255,30 @@ def test_score_predictions_accepts_v4_aliases(tmp_path):
         {"id": "simple_python_0", "category": "simple_python", "valid": False, "error_type": "simple_function_checker:wrong_count"}]
 
 
+def test_every_decoded_answer_gets_the_official_runners_verdict(tmp_path):
+    """Before: `[{}]` (what BFCL's runner counts as no call, `is_empty_output`) and other answers not
+    in call form stopped the whole file with an input error; the official runner scores each one."""
+    path = write_lines(tmp_path / "pred.jsonl", [
+        {"id": "irrelevance_0", "category": "irrelevance", "calls": [{}]},
+        {"id": "irrelevance_1", "category": "irrelevance", "calls": "I cannot help with that."},
+        {"id": "irrelevance_2", "category": "irrelevance", "calls": [{"f": {}, "g": {}}]},
+        {"id": "live_relevance_0-0-0", "category": "live_relevance", "calls": [{}]},
+        {"id": "simple_0", "category": "simple", "calls": [{}]},
+        {"id": "simple_0", "category": "simple", "calls": {"calculate_triangle_area": {"base": 10, "height": 5}}},
+        {"id": "simple_0", "category": "simple", "calls": [{"calculate_triangle_area": {"base": 10, "height": 5}}]},
+    ])
+    assert [(r["valid"], r["error_type"]) for r in score_predictions("v3", path)] == [
+        (True, None), (True, None), (True, None), (False, "relevance_error:decoder_failed"),
+        (False, "ast_decoder:decoder_wrong_output_format"), (False, "ast_decoder:decoder_wrong_output_format"),
+        (True, None)]
+
+
 @pytest.mark.parametrize("line, message", [
     ("{oops", r"pred\.jsonl:2: invalid JSON"),
     ({"id": "simple_0", "calls": []}, r"pred\.jsonl:2: missing key\(s\) \['category'\]"),
     ({"id": "simple_9999", "category": "simple", "calls": []}, r"pred\.jsonl:2: id 'simple_9999' is not in BFCL v3 category 'simple'"),
     ({"id": "x", "category": "sql", "calls": []}, r"pred\.jsonl:2: unknown BFCL v3 category 'sql'; expected one of"),
     ({"id": "multi_turn_base_0", "category": "multi_turn_base", "calls": []}, r"pred\.jsonl:2: .*multi-turn"),
-    ({"id": "simple_0", "category": "simple", "calls": {"f": {}}}, r"pred\.jsonl:2: 'calls' must be a list"),
 ])
 def test_malformed_prediction_lines_name_file_and_line(tmp_path, line, message):
     good = {"id": "simple_1", "category": "simple", "calls": []}

@@ -204,7 +204,7 @@ def test_cahl_score_reports_a_checker_timeout_per_line_and_goes_on(monkeypatch, 
 
 @pytest.mark.timeout(120)
 def test_cahl_eval_scores_a_checker_timeout_as_a_wrong_answer(monkeypatch):
-    from cahl.eval.benchmarks import score_bfcl
+    from cahl.sources import score_bfcl
     from cahl.types import Episode, ToolCall
 
     monkeypatch.setattr(bfcl_checker, "_js_array", _catastrophic)

@@ -17,7 +17,7 @@ from typing import Any
 from cahl.paths import iter_jsonl, read_json, require_file, require_keys
 from cahl.types import CahlInputError
 
-SOURCE = "AlibabaResearch/DAMO-ConvAI api-bank (see apibank/MANIFEST.md in the data directory)"
+SOURCE = "AlibabaResearch/DAMO-ConvAI api-bank (api-bank/init_database); run `cahl data fetch apibank`"
 SAMPLE_DIRS = ("lv1-lv2-samples/level-1-given-desc", "lv1-lv2-samples/level-2-toolsearcher")
 
 _LOAD_LOCK = threading.RLock()  # tools run in worker threads; parse each file once
