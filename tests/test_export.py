@@ -33,7 +33,7 @@ def run(tmp_path_factory):
     for role in ps.roles:
         with ps.use_role(role) as model, torch.no_grad():
             expected[role] = model(input_ids=torch.tensor([IDS])).logits[0]
-    assert not torch.allclose(expected["planner"], expected["executor"])  # the check below can tell roles apart
+    assert (expected["planner"] - expected["executor"]).abs().max() > 1e-2  # the checks below can tell roles apart
     return root / "run", base, expected
 
 
@@ -51,7 +51,9 @@ def test_merged_export_loads_in_plain_transformers_with_the_adapters_logits(run,
     for role in ("planner", "executor"):
         model = AutoModelForCausalLM.from_pretrained(out / role, dtype=torch.float32).eval()
         assert not any("lora" in n for n, _ in model.named_parameters())
-        torch.testing.assert_close(_logits(model), expected[role], atol=1e-5, rtol=0)
+        # float32 merging rounds once per weight (W + s*B@A): ~1e-5 on these logits, against the
+        # roles' own difference checked far above it
+        torch.testing.assert_close(_logits(model), expected[role], atol=1e-4, rtol=1e-5)
         assert AutoTokenizer.from_pretrained(out / role).eos_token is not None
         card = (out / role / "README.md").read_text()
         assert card.startswith(f"# {role} ({role})") and "| bfcl_v3:simple | 0.625 [0.31, 0.86] (n=8) |" in card

@@ -76,13 +76,13 @@ def planner(prompt: str) -> str:
     if "Friday" in prompt:
         return "<think>both known</think>\n<response>5 km is 3.107 miles; 2024-03-01 is a Friday.</response>"
     if "3.107" in prompt:
-        return "<think>now the date</think>\n<subtask>Find the weekday of 2024-03-01.</subtask>"
-    return "<think>distance first</think>\n<subtask>Convert 5 km to miles.</subtask>"
+        return '<think>now the date</think>\n<subtask>Call weekday with date="2024-03-01"</subtask>'
+    return "<think>distance first</think>\n<subtask>Call km_to_miles with km=5</subtask>"
 
 
 def executor(prompt: str) -> str:
     task = prompt.split("<|im_start|>user", 1)[1]
-    if "Convert 5 km" in task:
+    if "Call km_to_miles with km=5" in task:
         if '"ok": true' not in task:
             return '<think>convert</think>\n<tool_call>\n{"name": "km_to_miles", "arguments": {"km": 5}}\n</tool_call>'
         return "<think>done</think>\n<result>5 km is 3.107 miles</result>"
@@ -163,11 +163,11 @@ def test_run_prints_plan_calls_results_and_answer(user, model, scripted, capsys)
     assert out.splitlines() == [
         "request: How far is 5 km in miles, and what weekday is 2024-03-01?",
         "plan:",
-        "  1. Convert 5 km to miles.",
+        "  1. Call km_to_miles with km=5",
         '     call:   {"name": "km_to_miles", "arguments": {"km": 5}}',
         "     result: 3.107",
         "     => 5 km is 3.107 miles",
-        "  2. Find the weekday of 2024-03-01.",
+        '  2. Call weekday with date="2024-03-01"',
         '     call:   {"name": "weekday", "arguments": {"date": "2024-13-01"}}',
         "     error:  Error: ValueError: month must be in 1..12",
         '     call:   {"name": "weekday", "arguments": {"date": "2024-03-01"}}',
@@ -195,8 +195,8 @@ def test_run_json_record(user, model, scripted, capsys):
     assert record == {
         "request": "How far is 5 km in miles, and what weekday is 2024-03-01?", "agent": "hierarchical",
         "executed": True,
-        "plan": [{"subtask": "Convert 5 km to miles.", "calls": [km], "result": "5 km is 3.107 miles"},
-                 {"subtask": "Find the weekday of 2024-03-01.", "calls": [bad, good],
+        "plan": [{"subtask": "Call km_to_miles with km=5", "calls": [km], "result": "5 km is 3.107 miles"},
+                 {"subtask": 'Call weekday with date="2024-03-01"', "calls": [bad, good],
                   "result": "2024-03-01 is a Friday"}],
         "calls": [km, bad, good], "answer": "5 km is 3.107 miles; 2024-03-01 is a Friday.", "end_reason": "answered",
         "warnings": []}
@@ -208,7 +208,7 @@ def test_without_impl_the_calls_are_printed_and_the_run_stops_at_the_first(user,
     assert code == 0, err
     record = json.loads(out)
     assert record["executed"] is False and record["answer"] is None and record["end_reason"] == "answered"
-    assert record["plan"] == [{"subtask": "Convert 5 km to miles.", "result": None,
+    assert record["plan"] == [{"subtask": "Call km_to_miles with km=5", "result": None,
                                "calls": [{"name": "km_to_miles", "arguments": {"km": 5}}]}]
     code, out, err = _run(capsys, "--model", model, "--tools", "tools.json", "Convert 5 km to miles")
     assert '     call:   {"name": "km_to_miles", "arguments": {"km": 5}}' in out.splitlines()
