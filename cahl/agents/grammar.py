@@ -47,8 +47,8 @@ INTEGER_COST, NUMBER_COST = 11, 22  # tokens, at one per character (SmolLM2 and 
 KEY_TOKENS = 8  # cap on a key of a free-form object
 # (string tokens, array items) per value, tried largest first until a call fits its share of the budget
 LADDER = ((32, 8), (24, 6), (16, 4), (12, 3), (8, 2), (4, 1), (1, 1))
-MANY_CALLS_LEVEL = 3  # index in LADDER: a turn of several calls keeps strings of >= 12 tokens (SmolLM2 and Qwen
-#   split digits, so an ID or a date-time is 8-19 tokens: one call of such a value gets the longer caps)
+MANY_CALLS_LEVEL = 4  # index in LADDER: a count of calls is offered only with strings of >= 8 tokens and 2 array
+#   items (SmolLM2 and Qwen split digits, so an ID or a date-time is 8-19 tokens: fewer calls keep longer caps)
 
 
 @dataclass(frozen=True)
