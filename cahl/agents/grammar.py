@@ -21,8 +21,8 @@ piece is a lexeme whose body is always complete (free text, a string's character
 `max_tokens` cap, followed by its closing literal; numbers have a bounded number of digits and
 arrays a bounded length. The caps are chosen so that the longest turn the grammar admits fits the
 budget (`worst_case` tokens, an upper bound: each literal counts its canonical tokens + 1, each
-capped lexeme its cap). Several calls per block share the budget; string caps shrink before the
-number of calls does. A tool whose shortest call cannot fit the budget is left out of the grammar
+capped lexeme its cap). Several calls per block share the budget: one alternative per number of
+calls, each with the caps at which that many fit, all decoded together (`_lines`). A tool whose shortest call cannot fit the budget is left out of the grammar
 (`dropped`; the rollout counts them): raise max_new_tokens if that happens.
 
 Why our own JSON grammar instead of llguidance's `%json`: string values must be capped in tokens
@@ -47,8 +47,8 @@ INTEGER_COST, NUMBER_COST = 11, 22  # tokens, at one per character (SmolLM2 and 
 KEY_TOKENS = 8  # cap on a key of a free-form object
 # (string tokens, array items) per value, tried largest first until a call fits its share of the budget
 LADDER = ((32, 8), (24, 6), (16, 4), (12, 3), (8, 2), (4, 1), (1, 1))
-GOOD_ENOUGH = 1  # index in LADDER: fewer calls per turn before strings shorter than this (24 tokens: SmolLM2
-#   and Qwen split digits, so an ID or a date-time is 8-19 tokens; at 12 they were cut: "34567890" -> "3456")
+MANY_CALLS_LEVEL = 4  # index in LADDER: a count of calls is offered only with strings of >= 8 tokens and 2 array
+#   items (SmolLM2 and Qwen split digits, so an ID or a date-time is 8-19 tokens: fewer calls keep longer caps)
 
 
 @dataclass(frozen=True)
@@ -295,22 +295,33 @@ def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: in
 
 def _lines(lark: _Lark, tools: list[ToolSpec], room: int, max_calls: int, sep: tuple[str, int],
            build) -> tuple[tuple[str, int] | None, tuple[str, ...]]:
-    """1..k calls of the offered tools joined by `sep` within `room` tokens (`build`: one call's
-    expression, `_call` or `_subtask_call`), and the tools left out. k is the most calls (<= max_calls)
-    at which every tool fits with strings of LADDER[GOOD_ENOUGH] or longer, else 1."""
-    k, levels = 1, {}
-    for k in range(max(1, max_calls), 0, -1):
-        share = (room - (k - 1) * sep[1]) // k
+    """1..max_calls calls of the offered tools joined by `sep` within `room` tokens (`build`: one
+    call's expression, `_call` or `_subtask_call`), and the tools left out (not even one call fits).
+
+    One alternative per number of calls j, each call of it with the longest strings and arrays
+    (LADDER) at which j of them fit the room; several calls need strings of at least
+    LADDER[MANY_CALLS_LEVEL]. The alternatives are decoded together (llguidance keeps every one
+    alive whose caps the text so far meets), so a turn can make one call whose string is an ID of
+    30 tokens, or four calls that each name a city: what a string's length rules out is only the
+    counts under which it could not have fitted."""
+    dropped: tuple[str, ...] = ()
+    options = []
+    for j in range(1, max(1, max_calls) + 1):
+        share = (room - (j - 1) * sep[1]) // j
         levels = {i: _fit(lark.count, t, share, build) for i, t in enumerate(tools)}
-        if k == 1 or all(level is not None and level <= GOOD_ENOUGH for level in levels.values()):
+        if j == 1:
+            dropped = tuple(str(tools[i].get("name")) for i, level in levels.items() if level is None)
+        else:
+            levels = {i: level for i, level in levels.items() if level is not None and level <= MANY_CALLS_LEVEL}
+        fitting = [i for i, level in levels.items() if level is not None]
+        if not fitting:
             break
-    fitting = [i for i, level in levels.items() if level is not None]
-    dropped = tuple(str(tools[i].get("name")) for i in range(len(tools)) if i not in fitting)
-    if not fitting:
+        line = _alternatives([build(lark, tools[i], *LADDER[levels[i]]) for i in fitting])
+        body = " ".join([line[0]] + [f"{sep[0]} {line[0]}"] * (j - 1))
+        options.append((lark.rule(body, "calls"), j * line[1] + (j - 1) * sep[1]))
+    if not options:
         return None, dropped
-    line = _alternatives([build(lark, tools[i], *LADDER[levels[i]]) for i in fitting])
-    more = f' ({sep[0]} {line[0]}){{0,{k - 1}}}' if k > 1 else ""
-    return (f"{line[0]}{more}", k * line[1] + (k - 1) * sep[1]), dropped
+    return _alternatives(options), dropped
 
 
 def _fit(count, tool: ToolSpec, share: int, build=_call) -> int | None:

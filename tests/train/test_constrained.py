@@ -243,3 +243,29 @@ def test_call_shaped_subtask_grammar_admits_the_oracles_steps_and_nothing_else(p
     assert accepts(turn_grammar("planner", [no_args], "tools", 200, 4, 2, count, subtask_calls=True),
                    "<think>Go.</think>\n<subtask>Call now</subtask>")
     assert calls.worst_case <= 400
+
+
+def test_a_turn_makes_one_call_with_a_long_string_or_several_with_short_ones(policies, grammars):
+    """One alternative per number of calls, decoded together: a 30-token ID fits one call (and
+    three, at this budget), four short calls fit too, and the ID in a four-call turn does not."""
+    from cahl.agents.grammar import turn_grammar
+
+    tool = {"name": "lookup", "description": "Look up an ID.", "parameters": {"type": "object", "properties": {
+        "id": {"type": "string"}}, "required": ["id"]}}
+    enc = lambda text: _encode(policies, text)  # noqa: E731
+    g = turn_grammar("executor", [tool], "tools", 200, 4, 4, lambda t: len(enc(t)))
+    assert not g.dropped and g.worst_case <= 200
+
+    def accepts(text):
+        m = grammars.matcher(g.text)
+        return bool(m.consume_tokens(enc(text))) and not m.is_error() and m.is_accepting()
+
+    long_id = "-".join(str(1000 + i) for i in range(6))  # ~30 tokens: more than a 4-call turn's cap
+    assert 24 < len(enc(long_id)) <= 32
+    call = lambda v: '{"name": "lookup", "arguments": {"id": "%s"}}' % v  # noqa: E731
+    head = "<think>Go.</think>\n<tool_call>\n"
+    assert accepts(head + call(long_id) + "\n</tool_call>")
+    assert accepts(head + "\n".join(call(c) for c in ("Paris", "Rome", "Oslo", "Bern")) + "\n</tool_call>")
+    assert accepts(head + "\n".join(call(c) for c in (long_id, "Rome", "Oslo")) + "\n</tool_call>")  # 3 fit at 32
+    assert not accepts(head + "\n".join(call(c) for c in (long_id, "Rome", "Oslo", "Bern")) + "\n</tool_call>")
+    assert not accepts(head + "\n".join(call(c) for c in ("a", "b", "c", "d", "e")) + "\n</tool_call>")  # max_calls
