@@ -211,31 +211,32 @@ class _Values:
         return _alternatives(scalars + [(array, 2 + self.m * (c + 2)), self.free_object(depth)])
 
 
-def _call(lark: _Lark, tool: ToolSpec, string_tokens: int, items: int) -> tuple[str, int]:
+def _name_and_args(lark: _Lark, tool: ToolSpec, string_tokens: int, items: int,
+                   prose: bool) -> tuple[str, tuple[str, int] | None]:
+    """A tool's name and the expression of its arguments (None: it takes none), shared by the JSON
+    call and the call-shaped sub-task."""
     name = tool.get("name")
     if not isinstance(name, str) or not name:
         raise CahlInputError(f"tool schema: expected a non-empty string 'name', got {name!r}")
-    head = lark.lit('{"name": ' + json.dumps(name, ensure_ascii=False) + ', "arguments": ')
     params = tool.get("parameters") or {}
     if isinstance(params, dict) and isinstance(params.get("properties"), dict) and params["properties"]:
-        args = _Values(lark, string_tokens, items).obj(params, 0)
-    else:
-        args = lark.lit("{}")
-    return _seq(head, args, lark.lit("}"))
+        return name, _Values(lark, string_tokens, items).obj(params, 0, prose=prose)
+    return name, None
+
+
+def _call(lark: _Lark, tool: ToolSpec, string_tokens: int, items: int) -> tuple[str, int]:
+    name, args = _name_and_args(lark, tool, string_tokens, items, prose=False)
+    head = lark.lit('{"name": ' + json.dumps(name, ensure_ascii=False) + ', "arguments": ')
+    return _seq(head, args or lark.lit("{}"), lark.lit("}"))
 
 
 def _subtask_call(lark: _Lark, tool: ToolSpec, string_tokens: int, items: int) -> tuple[str, int]:
     """One step as the oracle writes it (train/oracle.py `_describe`): `Call NAME with key=VALUE, ...`,
     each VALUE the JSON of the tool's schema (so its type shows), required keys present; steps are
     joined by `; `."""
-    name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        raise CahlInputError(f"tool schema: expected a non-empty string 'name', got {name!r}")
+    name, args = _name_and_args(lark, tool, string_tokens, items, prose=True)
     head = lark.lit(f"Call {name}")
-    params = tool.get("parameters") or {}
-    if isinstance(params, dict) and isinstance(params.get("properties"), dict) and params["properties"]:
-        return _seq(head, _Values(lark, string_tokens, items).obj(params, 0, prose=True))
-    return head
+    return _seq(head, args) if args else head
 
 
 def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: int, think_tokens: int,
@@ -277,7 +278,7 @@ def turn_grammar(role: str, tools: list[ToolSpec], mode: str, max_new_tokens: in
             steps, dropped = _lines(base, tools, cap, max_calls, base.lit("; "), _subtask_call)
             if steps is not None:
                 text_parts[0] = _seq(open_, steps, close)
-        return _finish(base, head, _alternatives(text_parts), max_new_tokens, dropped if subtask_calls else ())
+        return _finish(base, head, _alternatives(text_parts), max_new_tokens, dropped)
     open_, close, newline = base.lit("<tool_call>\n"), base.lit("\n</tool_call>"), base.lit("\n")
     calls_room = room - open_[1] - close[1]
     if mode == "protocol":
