@@ -109,11 +109,12 @@ def parse_calls(block: str) -> tuple[list[ToolCall], list[str]]:
     """All calls found in a <tool_call> block, and one error string per unparseable fragment.
 
     Code fences (```json ... ```) are ignored between call objects, never inside them, so a
-    string value holding ``` is kept. At most MAX_CALLS calls are kept; more is an error.
+    string value holding ``` is kept. At most MAX_CALLS objects (calls or not) are read; more is an
+    error.
     """
     calls: list[ToolCall] = []
     errors: list[str] = []
-    i = 0
+    i = examined = 0
     while i < len(block):
         start = _next_open(block, i)
         junk = _outside_text(block[i:start] if start >= 0 else block[i:])
@@ -129,10 +130,15 @@ def parse_calls(block: str) -> tuple[list[ToolCall], list[str]]:
             else:
                 errors.append(f"not valid JSON: {block[start:start + 80]!r}")
             break
-        for item in value if isinstance(value, list) else [value]:
-            if len(calls) == MAX_CALLS:
-                errors.append(f"more than {MAX_CALLS} calls: only the first {MAX_CALLS} are kept")
+        items = value if isinstance(value, list) else [value]
+        for item in items or [None]:  # an empty list counts as one object read
+            if examined == MAX_CALLS:  # also bounds the work on a block of many non-call objects
+                errors.append(f"more than {MAX_CALLS} calls: only the first {MAX_CALLS} objects are read")
                 return calls, errors
+            examined += 1
+            if not items:
+                errors.append("an empty list (not a call)")
+                continue
             call = to_call(item)
             if call is None:
                 errors.append(f"not a call object (need name and arguments): {str(item)[:80]!r}")

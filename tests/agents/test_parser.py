@@ -345,6 +345,20 @@ def test_calls_beyond_the_cap_are_reported():
     assert len(out.calls) == MAX_CALLS and out.status == "ok"
 
 
+def test_objects_that_are_not_calls_count_against_the_cap():
+    """Thousands of non-call objects (or empty lists) are not each decoded and reported: reading
+    stops at MAX_CALLS objects, which keeps a 100k-character block linear (json's error path counts
+    newlines from the start of the text on every failure)."""
+    one = '{"name": "f", "arguments": {"a": 1}}'
+    for junk in ("{'a': 1} ", "[] "):
+        calls, errors = parse_calls(junk * 10_000)
+        assert calls == [] and len(errors) == MAX_CALLS + 1
+        assert f"more than {MAX_CALLS} calls" in errors[-1]
+        assert parse(call_block(junk * 10_000)).status == "invalid_call"
+    calls, errors = parse_calls(one + " {'a': 1}" * (MAX_CALLS - 1) + " " + one)  # the 65th object is not read
+    assert len(calls) == 1 and f"more than {MAX_CALLS} calls" in errors[-1]
+
+
 @pytest.mark.parametrize("args", ['"weather in Paris"', '"{\\"city\\": \\"Paris"', '"[1, 2]"',
                                   '"{\\"a\\": 1} and more"', '"7"'])
 def test_unparseable_string_arguments_are_not_silently_emptied(args):
