@@ -48,7 +48,7 @@ def cmd_eval(args) -> None:
     _require_data(cfg, cfg.eval.bench)
     groups = load_bench_tasks(cfg.eval.bench, cfg.eval.limit, cfg.data_dir or None,  # a missing file: before the model
                               cfg.eval.rule)
-    policies, chat = build_policies(cfg.model, adapters=args.adapters)
+    policies, chat = build_policies(cfg.model, adapters=args.adapters, merge=cfg.eval.merge_adapters)
     result = evaluate(policies, chat, _eval_rollout(cfg, cfg.eval.agent), cfg.eval.bench, cfg.eval.limit, cfg.out,
                       cfg.data_dir or None, cfg.eval.batch_size, groups=groups)
     print(Path(cfg.out, "eval.md").read_text())
@@ -63,6 +63,7 @@ def _eval_rollout(cfg, agent: str, constrain: str | None = None):
 
 
 def cmd_train(args) -> None:
+    from cahl.agents.build import for_evaluation
     from cahl.agents.chat import ChatFormat
     from cahl.agents.policy import PolicySet
     from cahl.eval.harness import cached_raw_evaluation, evaluate, load_bench_tasks
@@ -88,9 +89,10 @@ def cmd_train(args) -> None:
     if not main_process:
         return
     if evaluating:
-        policies = PolicySet.from_checkpoint(cfg.model, run_dir / "final")
+        trained = PolicySet.from_checkpoint(cfg.model, run_dir / "final")
+        policies = for_evaluation(trained, cfg.eval.merge_adapters)
         for mode in cfg.train.eval_constrain:
-            evaluate(policies, ChatFormat(policies.tokenizer), _eval_rollout(cfg, agent, mode), cfg.train.eval_bench,
+            evaluate(policies, ChatFormat(trained.tokenizer), _eval_rollout(cfg, agent, mode), cfg.train.eval_bench,
                      cfg.train.eval_limit, run_dir, cfg.data_dir or None, cfg.eval.batch_size,
                      label=f"eval_after_{mode}", groups=groups)
     report = write_report(run_dir)
@@ -190,7 +192,7 @@ def cmd_run(args) -> None:
         raise CahlInputError(f"{config} (the run's config, read since no --config was given): {e}") from e
     tools = run.load_tools(args.tools)
     functions = run.tool_functions(run.load_module(args.impl), tools, args.impl) if args.impl else None
-    policies, chat = build_policies(cfg.model, adapters=args.adapters)
+    policies, chat = build_policies(cfg.model, adapters=args.adapters, merge=cfg.eval.merge_adapters)
     requests = [request] if request is not None else run.stdin_requests()
     run.serve(policies, chat, _eval_rollout(cfg, args.agent), tools, functions, requests, args.json, sys.stdout,
               args.timeout)

@@ -85,6 +85,9 @@ class EvalConfig:
     constrain: str = "tools"  # decoding in evaluation: off | protocol | tools (see rollout.constrain)
     think_tokens: int = 16  # constrained turns in evaluation: most tokens inside <think>
     search_k: int = 3  # Bamboogle: passages returned per search call
+    merge_adapters: bool = True  # evaluate trained adapters merged into a copy of the base per role (PEFT
+    #   merge_and_unload, in the sampling dtype: a plain forward per step, no LoRA terms); false = the adapters
+    #   as trained, routed per row (agents/policy.py MergedPolicies says where greedy tokens can differ)
     rule: str = ""  # task files (file:PATH in a bench spec): score every item by calls | graded | answer ("" = each
     #   line's own "rule", else calls for items with gold_calls and answer for items with gold_answer;
     #   docs/task_files.md). Also applies to train.eval_bench

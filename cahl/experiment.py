@@ -74,7 +74,7 @@ def arm_config(cfg, arm: str, seed: int, out: Path):
 
 
 def run_arm(cfg, arm: str, seed: int, out: Path) -> dict:
-    from cahl.agents.build import build_policies
+    from cahl.agents.build import build_policies, for_evaluation
     from cahl.agents.chat import ChatFormat
     from cahl.agents.policy import PolicySet
     from cahl.eval.harness import evaluate
@@ -94,8 +94,8 @@ def run_arm(cfg, arm: str, seed: int, out: Path) -> dict:
         policies, chat = build_policies(cfg.model)
     else:
         train(acfg, resume=True)
-        policies = PolicySet.from_checkpoint(cfg.model, out / "final")
-        chat = ChatFormat(policies.tokenizer)
+        trained = PolicySet.from_checkpoint(cfg.model, out / "final")
+        policies, chat = for_evaluation(trained, cfg.eval.merge_adapters), ChatFormat(trained.tokenizer)
     result = evaluate(policies, chat, rollout, exp.bench, exp.eval_limit, out, cfg.data_dir or None,
                       cfg.eval.batch_size, label="eval")
     metrics = read_metrics(out)

@@ -102,13 +102,23 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def build_policies(model_cfg, adapters: str | None = None):
-    """(policies, chat) for evaluation: the raw model, or trained adapters from a checkpoint."""
+def build_policies(model_cfg, adapters: str | None = None, merge: bool = False):
+    """(policies, chat) for evaluation: the raw model, or trained adapters from a checkpoint
+    (`merge`: each role's adapter merged into its own copy of the base, policy.MergedPolicies)."""
     apply_runtime(model_cfg)
     if adapters:
         from cahl.agents.policy import PolicySet
 
         policies = PolicySet.from_checkpoint(model_cfg, adapters)
-        return policies, ChatFormat(policies.tokenizer)
+        return for_evaluation(policies, merge), ChatFormat(policies.tokenizer)
     model, tokenizer = load_model(model_cfg.name, sample_dtype(model_cfg), model_cfg.device)  # it only samples
     return SharedBackend(HFBackend(model, tokenizer, max_batch=model_cfg.max_batch)), ChatFormat(tokenizer)
+
+
+def for_evaluation(policies, merge: bool):
+    """`policies` as evaluation decodes them: merged per role (eval.merge_adapters) or as they are."""
+    if not merge:
+        return policies
+    from cahl.agents.policy import MergedPolicies
+
+    return MergedPolicies(policies)

@@ -242,3 +242,43 @@ def test_sampler_decodes_both_roles_together_each_through_its_adapter(tiny, mode
     assert set(sampler.seconds) == {"planner", "executor"}
     # one batch: the executor's prompt was computed inside a decode forward, through its adapter
     assert sampler.lanes["executor"][0].backend.stats.joined_tokens == (len(IDS) if mode == "adapters" else 0)
+
+
+@pytest.mark.parametrize("mode", ["adapters", "shared", "separate_models"])
+def test_merged_policies_decode_each_role_as_its_adapter_does(tiny, mode):
+    """MergedPolicies (evaluation's eval.merge_adapters): each role's adapter merged into its own
+    copy of the base; a role's greedy tokens are those of the PolicySet with that role active, its
+    logits the same function (float32, rounding aside), and the trained PolicySet is untouched."""
+    from cahl.agents.policy import MergedPolicies
+
+    ps = PolicySet.create(cfg(tiny, mode))
+    for i, adapter in enumerate(ps.adapters):
+        perturb(ps._params[adapter], seed=2 + i)
+    expected, reference = {}, {}
+    for role in ("planner", "executor"):
+        with ps.use_role(role) as model:
+            expected[role] = greedy_by_full_forward(model, IDS, 6)
+            reference[role] = logits(model)
+    digests = {r: ps.state_dict_digest(r) for r in ps.roles}
+    merged = MergedPolicies(ps)
+    assert {r: ps.state_dict_digest(r) for r in ps.roles} == digests  # merged on a copy
+    assert len(merged.models()) == (1 if mode == "shared" else 2)
+    for model in merged.models():
+        assert not any("lora" in name for name, _ in model.named_parameters())
+    for role in ("planner", "executor"):
+        assert torch.allclose(logits(merged.backend(role).model), reference[role], atol=1e-4)
+    if mode != "shared":
+        assert expected["planner"] != expected["executor"]
+    sampler = merged.sampler(("planner", "executor"), seed=0)
+    assert len(sampler.decoders) == len(merged.models())
+    params = SamplingParams(max_new_tokens=6, temperature=0)
+    sampler.submit("planner", IDS, params, n=2, tags=["p0", "p1"])
+    done = dict(sampler.step())
+    sampler.submit("executor", IDS, params, n=1, tags=["e0"])
+    while sampler.busy:
+        done.update(sampler.step())
+    assert {tag: s.ids for tag, s in done.items()} == {"p0": expected["planner"], "p1": expected["planner"],
+                                                        "e0": expected["executor"]}
+    assert merged.backend("executor").generate([IDS], params)[0].ids == expected["executor"]
+    with pytest.raises(CahlInputError, match="roles"):
+        merged.backend("flat")
