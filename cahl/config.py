@@ -157,6 +157,9 @@ class TrainConfig:
     synth_min_steps: int = 2  # fewest tool calls in a generated task
     synth_max_steps: int = 3  # most tool calls in a generated task
     synth_distractors: int = 2  # unneeded tools offered with each generated task
+    synth_rename: float = 0.0  # share of generated training tasks whose tools (and about half of their parameters)
+    #   are shown under other names made of words of their descriptions, never another tool's name or alias: the
+    #   policies learn to pick a tool by what it does, not by a memorised name (synth_unseen offers unseen names)
     lr_planner: float = 5e-5  # planner GRPO learning rate (AdamW)
     lr_executor: float = 5e-5  # also the flat policy's
     eps_low: float = 0.2  # clip range below 1
@@ -208,6 +211,7 @@ class TrainConfig:
         checks.integer(self.n_toolrl, "train.n_toolrl", 0)
         _require(1 <= self.synth_min_steps <= self.synth_max_steps <= MAX_STEPS, "train.synth_min_steps/synth_max_steps",
                  f"1 <= synth_min_steps <= synth_max_steps <= {MAX_STEPS}", (self.synth_min_steps, self.synth_max_steps))
+        checks.number(self.synth_rename, "train.synth_rename", 0, 1)
         _require(0 <= self.synth_distractors <= MAX_DISTRACTORS, "train.synth_distractors",
                  f"an integer in 0..{MAX_DISTRACTORS}", self.synth_distractors)
         checks.number(self.lr_planner, "train.lr_planner", 0, low_open=True)

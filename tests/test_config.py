@@ -181,7 +181,8 @@ CANNOT_RUN = [  # (override, the key the error must name)
     ("model.lora_dropout=1", "model.lora_dropout"), ("model.lora_targets=[]", "model.lora_targets"),
     ("model.threads=-1", "model.threads"), ("model.device=gpu", "model.device"), ("model.name=", "model.name"),
     ("train.data=[]", "train.data"), ("train.n_synth=0", "train.n_synth"), ("train.synth_max_steps=9", "train.synth_min_steps"),
-    ("train.synth_distractors=-1", "train.synth_distractors"), ("train.eval_bench=bfcl_v3:nope", "train.eval_bench"),
+    ("train.synth_distractors=-1", "train.synth_distractors"), ("train.synth_rename=1.5", "train.synth_rename"),
+    ("train.eval_bench=bfcl_v3:nope", "train.eval_bench"),
     ("train.eval_limit=-2", "train.eval_limit"), ("eval.bench=bfcl_v9", "eval.bench"), ("eval.bench=", "eval.bench"),
     ("out=", "out"), ("out='  '", "out"), ("data_dir=/no/such/folder", "data_dir"),
 ]

@@ -58,7 +58,8 @@ def training_tasks(cfg, seed: int | None = None) -> list[Task]:
             from cahl.envs.synth import generate_tasks
 
             tasks += generate_tasks(t.n_synth, seed=seed, min_steps=t.synth_min_steps,
-                                    max_steps=t.synth_max_steps, n_distractors=t.synth_distractors, split="train")
+                                    max_steps=t.synth_max_steps, n_distractors=t.synth_distractors, split="train",
+                                    rename=t.synth_rename)
         elif source == "toolrl":
             from cahl.data.toolrl import dedup_against, load_toolrl_sft, load_toolrl_test
 

@@ -27,7 +27,12 @@ def _replay(task: Task) -> list:
 def _canonical(task: Task) -> list[ToolCall]:
     """Gold calls under canonical names, whatever names the task offers."""
     calls = []
+    shown = task.meta.get("shown") or {}
     for call in task.gold_calls:
+        if call.name in shown:
+            canonical, params = shown[call.name]
+            calls.append(ToolCall(canonical, {params[k]: v for k, v in call.arguments.items()}))
+            continue
         tool = TOOLS[call.name] if call.name in TOOLS else next(t for t in TOOL_LIST if t.alias == call.name)
         unseen = call.name != tool.name
         calls.append(ToolCall(tool.name, {tool.shown_params(unseen)[k]: v for k, v in call.arguments.items()}))
@@ -134,6 +139,47 @@ def test_unseen_names_rename_tools_and_parameters_consistently():
         env = SynthEnv()
         env.reset(task)
         assert not env.step([call])[0].ok
+
+
+def test_renamed_training_tasks_keep_their_problems_and_run_under_the_shown_names():
+    """generate_tasks(rename=0.5): the same problems as without (same questions, same chains), about
+    half shown under names made from the descriptions, never a canonical name or an alias (the
+    unseen evaluation's names stay unseen); the env runs the gold calls under the shown names and
+    reproduces every value of the chain."""
+    taken = {t.name for t in TOOL_LIST} | {t.alias for t in TOOL_LIST}
+    plain = generate_tasks(200, 4, min_steps=2, max_steps=3)
+    mixed = generate_tasks(200, 4, min_steps=2, max_steps=3, rename=0.5)
+    assert generate_tasks(200, 4, min_steps=2, max_steps=3, rename=0.0) == plain
+    assert [t.messages for t in mixed] == [t.messages for t in plain]
+    assert [t.meta["chain"] for t in mixed] == [t.meta["chain"] for t in plain]
+    renamed = [t for t in mixed if t.meta["names"] == "renamed"]
+    assert 70 <= len(renamed) <= 130
+    changed_params = 0
+    for task in renamed:
+        specs = {s["name"]: s for s in task.tools}
+        assert not set(specs) & taken and len(specs) == len(task.tools)
+        assert set(task.meta["shown"]) == set(specs)
+        for name, (canonical, params) in task.meta["shown"].items():
+            assert specs[name]["description"] == TOOLS[canonical].description
+            assert sorted(params.values()) == sorted(TOOLS[canonical].params)
+            assert set(specs[name]["parameters"]["properties"]) == set(params)
+            changed_params += sum(s != c for s, c in params.items())
+        env = SynthEnv()
+        env.reset(task)
+        values = []
+        for call in task.gold_calls:
+            (obs,) = env.step([call])
+            assert obs.ok, obs.content
+            values.append(obs.content)
+        assert values == [render_result(v) for v in task.meta["chain"]]
+        assert not env.step([_canonical(task)[0]])[0].ok  # the canonical name is not offered here
+    assert changed_params > 0
+    bad = dataclasses.replace(renamed[0], meta={**renamed[0].meta, "shown": {
+        n: [c, {**p, "extra": "x"}] for n, (c, p) in renamed[0].meta["shown"].items()}})
+    with pytest.raises(CahlInputError, match="meta.shown"):
+        SynthEnv().reset(bad)
+    with pytest.raises(CahlInputError, match="rename"):
+        generate_tasks(3, 0, rename=1.5)
 
 
 def test_bad_knobs_are_refused_with_the_knob_named():

@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from cahl.envs.base import DEFAULT_TOOL_TIMEOUT_S, call_with_timeout
-from cahl.envs.synth.tools import BY_SHOWN_NAME, Tool
+from cahl.envs.synth.tools import BY_SHOWN_NAME, TOOLS, Tool
 from cahl.types import CahlInputError, Observation, Task, ToolCall, ToolSpec
 
 MAX_ABS_NUMBER = 10**15
@@ -99,17 +99,26 @@ class SynthEnv:
     def __init__(self, timeout_s: float = DEFAULT_TOOL_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
         self.tools: list[ToolSpec] = []
-        self._offered: dict[str, tuple[Tool, bool, ToolSpec]] = {}
+        self._offered: dict[str, tuple[Tool, dict[str, str], ToolSpec]] = {}
 
     def reset(self, task: Task) -> None:
         offered = {}
+        renames = (task.meta or {}).get("shown") or {}  # generate_tasks(rename=...): shown -> [canonical, params]
         for spec in task.tools:
             name = spec.get("name")
+            if name in renames:
+                canonical, params = renames[name]
+                if canonical not in TOOLS or sorted(params.values()) != sorted(TOOLS[canonical].params):
+                    raise CahlInputError(f"task {task.id}: meta.shown[{name!r}] = {renames[name]!r} does not name a "
+                                         "synth tool and all of its parameters")
+                tool = TOOLS[canonical]
+                offered[name] = (tool, dict(params), tool.spec(shown=(name, dict(params))))
+                continue
             if name not in BY_SHOWN_NAME:
                 raise CahlInputError(f"task {task.id}: tool {name!r} is not a synth tool "
                                      "(SynthEnv runs only tasks from cahl.envs.synth.generate_tasks)")
             tool, unseen = BY_SHOWN_NAME[name]
-            offered[name] = (tool, unseen, tool.spec(unseen))
+            offered[name] = (tool, tool.shown_params(unseen), tool.spec(unseen))
         self.tools = list(task.tools)
         self._offered = offered
 
@@ -123,9 +132,9 @@ class SynthEnv:
             return Observation(shown, f"Error: unknown tool {shown!r}; available: "
                                       f"{', '.join(self._offered) or 'none (reset the env with a task)'}",
                                ok=False)
-        tool, unseen, spec = self._offered[name]
+        tool, params, spec = self._offered[name]  # params: shown parameter name -> the function's
         arguments, problems = check_arguments(spec, call.arguments)
         if problems:
             return Observation(name, f"Error: bad arguments for {name}: {'; '.join(problems)}", ok=False)
-        renamed = {tool.shown_params(unseen)[k]: v for k, v in arguments.items()}
+        renamed = {params[k]: v for k, v in arguments.items()}
         return call_with_timeout(name, tool.fn, renamed, self.timeout_s)

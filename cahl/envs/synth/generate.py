@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -352,16 +353,64 @@ def _shown(tool: str, unseen: bool) -> tuple[str, dict[str, str]]:
     return (t.alias if unseen else t.name), {c: s for s, c in t.shown_params(unseen).items()}
 
 
-def _task(rng: random.Random, problem: _Problem, n_distractors: int, unseen: bool, split: str) -> Task:
+_STOP = frozenset("a an and any as at by e.g every from given in is it its of on or the to with".split())
+_TAKEN = frozenset(n for t in TOOL_LIST for n in (t.name, t.alias))  # renames never show another tool's names
+
+
+_GENERIC = ("get", "find", "compute", "value", "lookup", "tool")  # where a description's first clause has < 2 words
+
+
+def _words(text: str) -> list[str]:
+    return list(dict.fromkeys(w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOP))
+
+
+def _name_words(description: str) -> list[str]:
+    """Content words of a description's first clause (before any ':', ';', '(' or '.'), padded with
+    generic ones to at least 3."""
+    words = _words(re.split(r"[:;(.]", description, maxsplit=1)[0])
+    return words + [g for g in _GENERIC if g not in words][: max(0, 3 - len(words))]
+
+
+def renamed(rng: random.Random, tool: str, avoid: set[str]) -> tuple[str, dict[str, str]]:
+    """Another name for a canonical tool, made of two or three words of its description in a random
+    order, and for each parameter (at random, half of them) a name from words of its own
+    description: (name, canonical parameter -> shown). Never a canonical name or an alias of any
+    tool (synth_unseen's aliases stay unseen), never a name in `avoid`."""
+    t = TOOLS[tool]
+    words = _name_words(t.description)
+    name = tool
+    for _ in range(20):
+        name = "_".join(rng.sample(words, min(len(words), rng.choice((2, 3)))))
+        if name not in _TAKEN and name not in avoid:
+            break
+    else:
+        name = f"{tool}_{rng.randrange(100, 1000)}"
+    params: dict[str, str] = {}
+    for p, param in t.params.items():
+        options = [w for w in _words(param.description) if w not in params.values()]
+        params[p] = rng.choice(options) if options and rng.random() < 0.5 else p
+        if list(params.values()).count(params[p]) > 1:
+            params[p] = p
+    return name, params
+
+
+def _task(rng: random.Random, problem: _Problem, n_distractors: int, unseen: bool, split: str,
+          rename: random.Random | None = None) -> Task:
     run = problem.run
     used = list(dict.fromkeys(c.name for c in run.calls))
     distractors = rng.sample([t.name for t in TOOL_LIST if t.name not in used], n_distractors)
     names = used + distractors
     rng.shuffle(names)
-    tools = [TOOLS[n].spec(unseen) for n in names]
+    shown: dict[str, tuple[str, dict[str, str]]] = {}  # canonical -> (shown name, canonical param -> shown)
+    if rename is not None:
+        for n in names:
+            shown[n] = renamed(rename, n, {s for s, _ in shown.values()})
+        tools = [TOOLS[n].spec(shown=(shown[n][0], {v: k for k, v in shown[n][1].items()})) for n in names]
+    else:
+        tools = [TOOLS[n].spec(unseen) for n in names]
     gold, sources = [], []
     for call, source in zip(run.calls, run.sources):
-        name, params = _shown(call.name, unseen)
+        name, params = shown[call.name] if rename is not None else _shown(call.name, unseen)
         gold.append(ToolCall(name, {params[k]: v for k, v in call.arguments.items()}))
         sources.append({params[k]: i for k, i in source.items()})
     answer = render_result(run.values[-1])
@@ -372,7 +421,10 @@ def _task(rng: random.Random, problem: _Problem, n_distractors: int, unseen: boo
                 messages=[{"role": "user", "content": problem.question}], tools=tools,
                 gold_calls=gold, gold_answer=answer, split=split, category=f"steps-{steps}",
                 meta={"steps": steps, "chain": run.values, "sources": sources,
-                      "template": problem.template, "names": "alias" if unseen else "canonical"})
+                      "template": problem.template,
+                      "names": "renamed" if rename is not None else "alias" if unseen else "canonical",
+                      **({"shown": {s: [c, {v: k for k, v in p.items()}] for c, (s, p) in shown.items()}}
+                         if rename is not None else {})})
 
 
 def _check_knobs(n: int, min_steps: int, max_steps: int, n_distractors: int, split: str) -> None:
@@ -388,13 +440,18 @@ def _check_knobs(n: int, min_steps: int, max_steps: int, n_distractors: int, spl
 
 
 def generate_tasks(n: int, seed: int, *, min_steps: int = 2, max_steps: int = 4, n_distractors: int = 2,
-                   unseen_names: bool = False, split: str = "train") -> list[Task]:
+                   unseen_names: bool = False, split: str = "train", rename: float = 0.0) -> list[Task]:
     """`n` distinct tasks of `split`, each needing min_steps..max_steps chained tool calls.
 
     Same arguments, same tasks; a longer `n` extends a shorter one's list. `n_distractors`
     unneeded tools are offered besides the needed ones (shuffled); `unseen_names` offers every tool
-    under its alias, and the gold calls use the alias names and parameters.
+    under its alias, and the gold calls use the alias names and parameters. `rename`: the share of
+    tasks (drawn per task from a generator of its own, so the problems do not change) whose tools
+    are offered under names made from their descriptions (`renamed`), recorded in meta["shown"]
+    for the environment: a policy trained on them has to pick tools by what they do.
     """
+    if not 0.0 <= rename <= 1.0:
+        raise CahlInputError(f"generate_tasks: rename must be a share in 0..1, got {rename}")
     _check_knobs(n, min_steps, max_steps, n_distractors, split)
     rng = random.Random(f"cahl-synth/{split}/{seed}")
     tasks: list[Task] = []
@@ -414,5 +471,7 @@ def generate_tasks(n: int, seed: int, *, min_steps: int = 2, max_steps: int = 4,
         if split_of(key) != split or key in seen:
             continue
         seen.add(key)
-        tasks.append(_task(rng, problem, n_distractors, unseen_names, split))
+        draw = random.Random(f"cahl-synth-rename/{split}/{seed}/{len(tasks)}")
+        tasks.append(_task(rng, problem, n_distractors, unseen_names, split,
+                           draw if rename and draw.random() < rename else None))
     return tasks

@@ -238,17 +238,28 @@ class Tool:
         """Parameter name as the model sees it -> the function's parameter name."""
         return dict(zip(self.alias_params, self.params)) if unseen else {p: p for p in self.params}
 
-    def spec(self, unseen: bool = False) -> ToolSpec:
+    def spec(self, unseen: bool = False, shown: tuple[str, dict[str, str]] | None = None) -> ToolSpec:
+        """The schema the model sees: canonical names, the alias (`unseen`), or `shown` = (a name,
+        shown parameter name -> canonical) with the canonical description (generate.py's renames)."""
+        if shown is not None:
+            name, params = shown
+            return {"name": name, "description": self.description,
+                    "parameters": {"type": "object", "properties": {
+                        s: self._param_schema(c) for s, c in params.items()}, "required": list(params)}}
         properties = {}
-        for shown, canonical in self.shown_params(unseen).items():
-            p = self.params[canonical]
-            properties[shown] = {"type": p.type, "description": p.description}
-            if p.enum:
-                properties[shown]["enum"] = list(p.enum)
+        for shown_name, canonical in self.shown_params(unseen).items():
+            properties[shown_name] = self._param_schema(canonical)
         return {"name": self.alias if unseen else self.name,
                 "description": self.alias_description if unseen else self.description,
                 "parameters": {"type": "object", "properties": properties,
                                "required": list(properties)}}
+
+    def _param_schema(self, canonical: str) -> dict:
+        p = self.params[canonical]
+        schema = {"type": p.type, "description": p.description}
+        if p.enum:
+            schema["enum"] = list(p.enum)
+        return schema
 
 
 _ROUNDING = ("exact decimal arithmetic, rounded to 2 decimal places (halves away from zero); "
