@@ -138,7 +138,7 @@ def scripted(model, monkeypatch):
     command was given); returns them, to see how the turns were decoded."""
     made = {}
 
-    def build(model_cfg, adapters=None):
+    def build(model_cfg, adapters=None, merge=False):
         assert model_cfg.name == model and adapters is None
         tokenizer = load_tokenizer(model_cfg.name)
         made["policies"] = ScriptedPolicies(tokenizer)
