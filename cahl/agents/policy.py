@@ -436,7 +436,6 @@ class MergedPolicies:
 
         self.roles, self.tokenizer = policies.roles, policies.tokenizer
         self.adapter_of = dict(policies.adapter_of)
-        self.base_name = policies.base_name
         self._hf: dict[str, HFBackend] = {}
         for adapter in policies.adapters:
             source = policies._models[adapter]

@@ -378,7 +378,6 @@ def renamed(rng: random.Random, tool: str, avoid: set[str]) -> tuple[str, dict[s
     tool (synth_unseen's aliases stay unseen), never a name in `avoid`."""
     t = TOOLS[tool]
     words = _name_words(t.description)
-    name = tool
     for _ in range(20):
         name = "_".join(rng.sample(words, min(len(words), rng.choice((2, 3)))))
         if name not in _TAKEN and name not in avoid:
@@ -386,11 +385,9 @@ def renamed(rng: random.Random, tool: str, avoid: set[str]) -> tuple[str, dict[s
     else:
         name = f"{tool}_{rng.randrange(100, 1000)}"
     params: dict[str, str] = {}
-    for p, param in t.params.items():
-        options = [w for w in _words(param.description) if w not in params.values()]
+    for p, param in t.params.items():  # a shown name is never another parameter's name, shown or canonical
+        options = [w for w in _words(param.description) if w not in params.values() and (w == p or w not in t.params)]
         params[p] = rng.choice(options) if options and rng.random() < 0.5 else p
-        if list(params.values()).count(params[p]) > 1:
-            params[p] = p
     return name, params
 
 
@@ -402,10 +399,12 @@ def _task(rng: random.Random, problem: _Problem, n_distractors: int, unseen: boo
     names = used + distractors
     rng.shuffle(names)
     shown: dict[str, tuple[str, dict[str, str]]] = {}  # canonical -> (shown name, canonical param -> shown)
+    offered: dict[str, list] = {}  # shown name -> [canonical, shown param -> canonical]: meta["shown"], for the env
     if rename is not None:
         for n in names:
-            shown[n] = renamed(rename, n, {s for s, _ in shown.values()})
-        tools = [TOOLS[n].spec(shown=(shown[n][0], {v: k for k, v in shown[n][1].items()})) for n in names]
+            shown[n] = renamed(rename, n, set(offered))
+            offered[shown[n][0]] = [n, {v: k for k, v in shown[n][1].items()}]
+        tools = [TOOLS[c].spec(shown=(s, p)) for s, (c, p) in offered.items()]
     else:
         tools = [TOOLS[n].spec(unseen) for n in names]
     gold, sources = [], []
@@ -423,8 +422,7 @@ def _task(rng: random.Random, problem: _Problem, n_distractors: int, unseen: boo
                 meta={"steps": steps, "chain": run.values, "sources": sources,
                       "template": problem.template,
                       "names": "renamed" if rename is not None else "alias" if unseen else "canonical",
-                      **({"shown": {s: [c, {v: k for k, v in p.items()}] for c, (s, p) in shown.items()}}
-                         if rename is not None else {})})
+                      **({"shown": offered} if rename is not None else {})})
 
 
 def _check_knobs(n: int, min_steps: int, max_steps: int, n_distractors: int, split: str) -> None:

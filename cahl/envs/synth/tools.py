@@ -242,24 +242,18 @@ class Tool:
         """The schema the model sees: canonical names, the alias (`unseen`), or `shown` = (a name,
         shown parameter name -> canonical) with the canonical description (generate.py's renames)."""
         if shown is not None:
-            name, params = shown
-            return {"name": name, "description": self.description,
-                    "parameters": {"type": "object", "properties": {
-                        s: self._param_schema(c) for s, c in params.items()}, "required": list(params)}}
+            (name, params), description = shown, self.description
+        else:
+            name, params = (self.alias, self.shown_params(True)) if unseen else (self.name, self.shown_params(False))
+            description = self.alias_description if unseen else self.description
         properties = {}
-        for shown_name, canonical in self.shown_params(unseen).items():
-            properties[shown_name] = self._param_schema(canonical)
-        return {"name": self.alias if unseen else self.name,
-                "description": self.alias_description if unseen else self.description,
-                "parameters": {"type": "object", "properties": properties,
-                               "required": list(properties)}}
-
-    def _param_schema(self, canonical: str) -> dict:
-        p = self.params[canonical]
-        schema = {"type": p.type, "description": p.description}
-        if p.enum:
-            schema["enum"] = list(p.enum)
-        return schema
+        for shown_name, canonical in params.items():
+            p = self.params[canonical]
+            properties[shown_name] = {"type": p.type, "description": p.description}
+            if p.enum:
+                properties[shown_name]["enum"] = list(p.enum)
+        return {"name": name, "description": description,
+                "parameters": {"type": "object", "properties": properties, "required": list(properties)}}
 
 
 _ROUNDING = ("exact decimal arithmetic, rounded to 2 decimal places (halves away from zero); "
