@@ -67,18 +67,28 @@ def training_tasks(cfg, seed: int | None = None) -> list[Task]:
 
             kept, _ = dedup_against(load_toolrl_sft(cfg.data_dir or None), load_toolrl_test(cfg.data_dir or None))
             kept = kept[: t.n_toolrl] if t.n_toolrl else kept
+            kept = [shuffled_tools(x, seed) for x in kept] if t.shuffle_tools else kept
             tasks += kept
             if t.toolrl_dialogues:
                 tasks += [v for v in map(dialogue_variant, kept) if v is not None]
         elif source.startswith("file:"):
             from cahl.data.taskfile import file_path, load_task_file
 
-            tasks += load_task_file(file_path(source), split="train")
+            loaded = load_task_file(file_path(source), split="train")
+            tasks += [shuffled_tools(x, seed) for x in loaded] if t.shuffle_tools else loaded
         else:
             from cahl.types import CahlInputError
 
             raise CahlInputError(f"train.data: unknown source {source!r}; expected 'synth', 'toolrl' or 'file:PATH'")
     return tasks
+
+
+def shuffled_tools(task: Task, seed: int) -> Task:
+    """`task` offering its tools in an order shuffled by (seed, task id): where a tool is listed
+    says nothing about which one to call (train.shuffle_tools)."""
+    tools = list(task.tools)
+    random.Random(f"{seed}:{task.id}:tools").shuffle(tools)
+    return replace(task, tools=tools)
 
 
 def ends_on_call(task: Task) -> bool:
