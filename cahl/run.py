@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 from cahl.envs.base import DEFAULT_TOOL_TIMEOUT_S, FunctionCallEnv, MAX_NAME_CHARS, call_with_timeout
+from cahl.data.taskfile import normalize_tool
 from cahl.paths import read_json
 from cahl.types import CahlInputError, Episode, Observation, Task, ToolCall, ToolSpec
 
@@ -55,7 +56,7 @@ def load_tools(path: str | Path) -> list[ToolSpec]:
     data = read_json(path)
     if not isinstance(data, list) or not data:
         raise CahlInputError(f"{path}: expected a non-empty JSON list of tools, got {_kind(data)}")
-    tools = [_tool(item, f"{path}: [{i}]") for i, item in enumerate(data)]
+    tools = [normalize_tool(item, f"{path}: [{i}]") for i, item in enumerate(data)]
     seen: dict[str, int] = {}
     for i, tool in enumerate(tools):
         if tool["name"] in seen:
@@ -68,42 +69,6 @@ def load_tools(path: str | Path) -> list[ToolSpec]:
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(
         type(value), type(value).__name__)
-
-
-def _tool(item: Any, where: str) -> ToolSpec:
-    """One tool, OpenAI-wrapped or bare, checked key by key."""
-    if not isinstance(item, dict):
-        raise CahlInputError(f"{where}: expected a tool object, got {_kind(item)}")
-    if "function" in item or item.get("type") == "function":
-        if item.get("type", "function") != "function":
-            raise CahlInputError(f"{where}: key 'type': expected \"function\", got {item['type']!r:.40}")
-        item, where = item.get("function"), f"{where}.function"
-        if not isinstance(item, dict):
-            raise CahlInputError(f"{where}: expected an object with name, description, parameters, got {_kind(item)}")
-    name = item.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
-        raise CahlInputError(f"{where}: key 'name': expected a non-empty string of at most {MAX_NAME_CHARS} "
-                             f"characters, got {name!r:.80}")
-    description = item.get("description", "")
-    if not isinstance(description, str):
-        raise CahlInputError(f"{where}: key 'description': expected a string, got {_kind(description)}")
-    params = item.get("parameters", {"type": "object", "properties": {}})
-    key = f"{where}: key 'parameters'"
-    if not isinstance(params, dict):
-        raise CahlInputError(f"{key}: expected a JSON schema object, got {_kind(params)}")
-    if params.get("type", "object") != "object":
-        raise CahlInputError(f"{key}.type: expected \"object\" (a call's arguments are an object), "
-                             f"got {params['type']!r:.40}")
-    properties = params.get("properties", {})
-    if not isinstance(properties, dict) or not all(isinstance(v, dict) for v in properties.values()):
-        raise CahlInputError(f"{key}.properties: expected an object of argument name -> JSON schema, "
-                             f"got {properties!r:.80}")
-    required = params.get("required", [])
-    if not isinstance(required, list) or not all(isinstance(r, str) and r in properties for r in required):
-        raise CahlInputError(f"{key}.required: expected a list of names in parameters.properties "
-                             f"({', '.join(properties) or 'none'}), got {required!r:.80}")
-    return {"name": name, "description": description,
-            "parameters": {**params, "type": "object", "properties": properties, "required": required}}
 
 
 def load_module(spec: str):

@@ -264,12 +264,12 @@ def no_model(monkeypatch):
 
 @pytest.mark.parametrize("tools, message", [
     ({"name": "add"}, "tools.json: expected a non-empty JSON list of tools, got an object"),
-    ([TOOLS[0], "add"], "tools.json: [1]: expected a tool object, got a string"),
-    ([{"type": "function", "function": {"description": "no name"}}], "tools.json: [0].function: key 'name'"),
-    ([{"type": "function", "function": "add"}], "tools.json: [0].function: expected an object"),
+    ([TOOLS[0], "add"], "tools.json: [1]: expected a tool object {name, description, parameters}, got \"add\""),
+    ([{"type": "function", "function": {"description": "no name"}}], "tools.json: [0].function.name: expected a non-empty string"),
+    ([{"type": "function", "function": "add"}], "tools.json: [0].function: expected a tool object"),
     ([{"name": "add", "parameters": {"type": "object", "properties": {"a": {}}, "required": ["b"]}}],
-     "tools.json: [0]: key 'parameters'.required: expected a list of names in parameters.properties (a)"),
-    ([{"name": "add", "parameters": {"type": "array"}}], "tools.json: [0]: key 'parameters'.type: expected \"object\""),
+     "tools.json: [0].parameters.required: expected a list of names in parameters.properties (a)"),
+    ([{"name": "add", "parameters": {"type": "array"}}], "tools.json: [0].parameters: expected a JSON schema"),
     ([TOOLS[2], TOOLS[2]], "tools.json: [1]: tool name 'add' is also the name of [0]"),
 ], ids=["not-a-list", "not-an-object", "no-name", "function-not-object", "required-unknown", "not-object-params",
         "repeated-name"])

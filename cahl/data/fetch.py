@@ -35,7 +35,7 @@ _TOOLRL = ("qiancheng0/ToolRL", "8cee13ec0ca72f0461da372a93a6fd8140dbb840")
 
 
 @dataclass(frozen=True)
-class Source:
+class Upstream:
     """Files under `prefix` of the data folder come from `path_prefix` of `repo` at `commit`."""
 
     prefix: str  # in the data folder, e.g. "apibank/original/init_database/"
@@ -64,32 +64,32 @@ def _bamboogle_jsonl(data: bytes) -> bytes:
 
 
 # Longest prefix first within a set: the first source whose prefix a path starts with is used.
-SOURCES: dict[str, list[Source]] = {
+UPSTREAMS: dict[str, list[Upstream]] = {
     "apibank": [
         # of test-data, cahl reads the API-call items of levels 1 and 2 (data/apibank.py)
-        Source("apibank/original/test-data/level-1-api.json", *_DAMO_TEST, "api-bank/test-data/level-1-api.json"),
-        Source("apibank/original/test-data/level-2-api.json", *_DAMO_TEST, "api-bank/test-data/level-2-api.json"),
-        Source("apibank/original/lv1-lv2-samples/", *_DAMO, "api-bank/lv1-lv2-samples/"),
-        Source("apibank/original/init_database/", *_DAMO, "api-bank/init_database/"),
-        Source("apibank/LICENSE.api-bank.txt", *_DAMO, "api-bank/LICENSE"),
-        Source("apibank/LICENSE.DAMO-ConvAI-root.txt", *_DAMO, "LICENSE"),
-        Source("apibank/toolrl/LICENSE.ToolRL.txt", *_TOOLRL, "LICENSE"),
-        Source("apibank/toolrl/", *_TOOLRL, "benchmarks/API-Bank/"),
+        Upstream("apibank/original/test-data/level-1-api.json", *_DAMO_TEST, "api-bank/test-data/level-1-api.json"),
+        Upstream("apibank/original/test-data/level-2-api.json", *_DAMO_TEST, "api-bank/test-data/level-2-api.json"),
+        Upstream("apibank/original/lv1-lv2-samples/", *_DAMO, "api-bank/lv1-lv2-samples/"),
+        Upstream("apibank/original/init_database/", *_DAMO, "api-bank/init_database/"),
+        Upstream("apibank/LICENSE.api-bank.txt", *_DAMO, "api-bank/LICENSE"),
+        Upstream("apibank/LICENSE.DAMO-ConvAI-root.txt", *_DAMO, "LICENSE"),
+        Upstream("apibank/toolrl/LICENSE.ToolRL.txt", *_TOOLRL, "LICENSE"),
+        Upstream("apibank/toolrl/", *_TOOLRL, "benchmarks/API-Bank/"),
     ],
     "toolrl": [
-        Source("toolrl/rlla_sft.json", *_TOOLRL, "dataset/rlla_4k_raw/rlla_sft.json"),
-        Source("toolrl/rlla_4k_test.parquet", *_TOOLRL, "dataset/rlla_4k/test.parquet"),
-        Source("toolrl/LICENSE.ToolRL.txt", *_TOOLRL, "LICENSE"),
+        Upstream("toolrl/rlla_sft.json", *_TOOLRL, "dataset/rlla_4k_raw/rlla_sft.json"),
+        Upstream("toolrl/rlla_4k_test.parquet", *_TOOLRL, "dataset/rlla_4k/test.parquet"),
+        Upstream("toolrl/LICENSE.ToolRL.txt", *_TOOLRL, "LICENSE"),
     ],
     "bamboogle": [
-        Source("bamboogle/bamboogle_toolrl_data.json", *_TOOLRL, "benchmarks/Bamboogle/data.json"),
-        Source("bamboogle/LICENSE.ToolRL.txt", *_TOOLRL, "LICENSE"),
+        Upstream("bamboogle/bamboogle_toolrl_data.json", *_TOOLRL, "benchmarks/Bamboogle/data.json"),
+        Upstream("bamboogle/LICENSE.ToolRL.txt", *_TOOLRL, "LICENSE"),
     ],
 }
 DERIVED: dict[str, list[Derived]] = {
     "bamboogle": [Derived("bamboogle/bamboogle_125.jsonl", "bamboogle/bamboogle_toolrl_data.json", _bamboogle_jsonl)],
 }
-DATASETS = tuple(SOURCES)
+DATASETS = tuple(UPSTREAMS)
 
 # What each benchmark and training source reads: (data set, path prefix in the data folder).
 BENCH_DATA = {
@@ -114,7 +114,7 @@ def pinned_sums() -> dict[str, str]:
 
 def dataset_files(name: str) -> dict[str, str]:
     """{path: sha256} of data set `name`, derived files included."""
-    if name not in SOURCES:
+    if name not in UPSTREAMS:
         raise CahlInputError(f"unknown data set {name!r}; expected one of {list(DATASETS)}")
     return {p: s for p, s in pinned_sums().items() if p.split("/", 1)[0] == name}
 
@@ -180,11 +180,11 @@ def train_needs(sources: list[str]) -> list[tuple[str, str]]:
     return [TRAIN_DATA[s] for s in sources if s in TRAIN_DATA]
 
 
-def _source(name: str, path: str) -> Source:
-    for source in SOURCES[name]:
+def _source(name: str, path: str) -> Upstream:
+    for source in UPSTREAMS[name]:
         if path.startswith(source.prefix):
             return source
-    raise CahlInputError(f"{SUMS_FILE}: {path} has no source in cahl.data.fetch.SOURCES[{name!r}]")
+    raise CahlInputError(f"{SUMS_FILE}: {path} has no source in cahl.data.fetch.UPSTREAMS[{name!r}]")
 
 
 def _download(url: str, dest: Path) -> bytes:
@@ -223,7 +223,7 @@ def pin(data_dir: str | os.PathLike) -> str:
     source commit changes, fetch it, check it, then `python -m cahl.data.fetch DIR > cahl/data/fetch.sha256`)."""
     root = Path(data_dir)
     lines = []
-    for name, sources in SOURCES.items():
+    for name, sources in UPSTREAMS.items():
         paths = set()
         for source in sources:
             top = root / source.prefix

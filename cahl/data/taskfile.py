@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cahl.envs.base import MAX_NAME_CHARS
 from cahl.paths import iter_jsonl
 from cahl.types import CahlInputError, Task, ToolCall, ToolSpec
 
@@ -98,29 +99,35 @@ def parse_task(obj: dict, where: str, split: str = "test", rule: str = "") -> Ta
 
 def normalize_tool(tool: Any, where: str) -> ToolSpec:
     """OpenAI-style `{"type": "function", "function": {...}}` or bare `{name, description, parameters}`
-    -> the bare form cahl uses (cahl/types.py), parameters defaulting to an empty object schema."""
-    if isinstance(tool, dict) and "function" in tool:
+    -> the bare form cahl uses (cahl/types.py), parameters defaulting to an empty object schema;
+    checked key by key (task files, `cahl data convert` and `cahl run --tools` all read tools here)."""
+    if isinstance(tool, dict) and ("function" in tool or tool.get("type") == "function"):
         if tool.get("type", "function") != "function":
             raise CahlInputError(f"{where}.type: expected 'function', got {_show(tool.get('type'))}")
-        tool, where = tool["function"], f"{where}.function"
+        tool, where = tool.get("function"), f"{where}.function"
     if not isinstance(tool, dict):
         raise CahlInputError(f"{where}: expected a tool object {{name, description, parameters}}, got {_show(tool)}")
     name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        raise CahlInputError(f"{where}.name: expected a non-empty string, got {_show(name)}")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
+        raise CahlInputError(f"{where}.name: expected a non-empty string of at most {MAX_NAME_CHARS} characters, "
+                             f"got {_show(name)}")
     description = tool.get("description", "")
     if not isinstance(description, str):
         raise CahlInputError(f"{where}.description: expected a string, got {_show(description)}")
     params = tool.get("parameters", {"type": "object", "properties": {}})
-    if not isinstance(params, dict) or params.get("type", "object") != "object" or \
-            not isinstance(params.get("properties", {}), dict):
+    if not isinstance(params, dict) or params.get("type", "object") != "object":
         raise CahlInputError(f"{where}.parameters: expected a JSON schema {{\"type\": \"object\", \"properties\": "
-                             f"{{...}}}}, got {_show(params)}")
+                             f"{{...}}}} (a call's arguments are an object), got {_show(params)}")
+    properties = params.get("properties", {})
+    if not isinstance(properties, dict) or not all(isinstance(v, dict) for v in properties.values()):
+        raise CahlInputError(f"{where}.parameters.properties: expected an object of argument name -> JSON schema, "
+                             f"got {_show(properties)}")
     required = params.get("required", [])
-    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-        raise CahlInputError(f"{where}.parameters.required: expected a list of parameter names, got {_show(required)}")
+    if not isinstance(required, list) or not all(isinstance(r, str) and r in properties for r in required):
+        raise CahlInputError(f"{where}.parameters.required: expected a list of names in parameters.properties "
+                             f"({', '.join(properties) or 'none'}), got {_show(required)}")
     return {"name": name, "description": description,
-            "parameters": {**params, "type": "object", "properties": params.get("properties", {})}}
+            "parameters": {**params, "type": "object", "properties": properties, "required": required}}
 
 
 def task_to_json(task: Task) -> dict:
