@@ -49,10 +49,12 @@ def training_tasks(cfg, seed: int | None = None) -> list[Task]:
     """The training pool: generated multi-step tasks (from `seed`, default the run's), ToolRL's
     SFT set (deduplicated against its test split), with its single-message calling items also as
     dialogues when train.toolrl_dialogues (data/toolrl.py: dialogue_variant), and task files
-    (file:PATH, data/taskfile.py), in train.data's order."""
+    (file:PATH, data/taskfile.py), in train.data's order; ToolRL's and the files' items offer their
+    tools in a shuffled order when train.shuffle_tools (`shuffled_tools`)."""
     tasks: list[Task] = []
     t = cfg.train
     seed = cfg.seed if seed is None else seed
+    offered = (lambda items: [shuffled_tools(x, seed) for x in items]) if t.shuffle_tools else list
     for source in t.data:
         if source == "synth":
             from cahl.envs.synth import generate_tasks
@@ -67,15 +69,14 @@ def training_tasks(cfg, seed: int | None = None) -> list[Task]:
 
             kept, _ = dedup_against(load_toolrl_sft(cfg.data_dir or None), load_toolrl_test(cfg.data_dir or None))
             kept = kept[: t.n_toolrl] if t.n_toolrl else kept
-            kept = [shuffled_tools(x, seed) for x in kept] if t.shuffle_tools else kept
+            kept = offered(kept)
             tasks += kept
             if t.toolrl_dialogues:
                 tasks += [v for v in map(dialogue_variant, kept) if v is not None]
         elif source.startswith("file:"):
             from cahl.data.taskfile import file_path, load_task_file
 
-            loaded = load_task_file(file_path(source), split="train")
-            tasks += [shuffled_tools(x, seed) for x in loaded] if t.shuffle_tools else loaded
+            tasks += offered(load_task_file(file_path(source), split="train"))
         else:
             from cahl.types import CahlInputError
 

@@ -355,8 +355,6 @@ def _shown(tool: str, unseen: bool) -> tuple[str, dict[str, str]]:
 
 _STOP = frozenset("a an and any as at by e.g every from given in is it its of on or the to with".split())
 _TAKEN = frozenset(n for t in TOOL_LIST for n in (t.name, t.alias))  # renames never show another tool's names
-
-
 _GENERIC = ("get", "find", "compute", "value", "lookup", "tool")  # where a description's first clause has < 2 words
 
 
