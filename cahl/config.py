@@ -119,9 +119,20 @@ class SFTConfig:
     role_steps: dict[str, int] = field(default_factory=dict)  # steps of a role where they differ from sft.steps,
     #   e.g. {planner: 14, executor: 6}: a role whose loss is still falling gets more; the SFT phase lasts as many
     #   global steps as its longest role, and a role past its own count sits those steps out
+    recovery: float = 0.0  # share of the generated multi-step training tasks that also teach recovering from an error
+    #   (train/oracle.py recovery_examples): the planner's first sub-task is the typical mistake, the asked-for tool
+    #   applied straight to the entity the question names; its real error comes back and the planner goes on with the
+    #   right steps (the mistaken turn is not trained on); the executor does that failing sub-task and reports the
+    #   error in one line
+    optional_extras: float = 0.0  # share of the generated training tasks' offered tools that show, in the SFT examples,
+    #   one more optional parameter with a default ("decimals", "language", "verbose", ...; train/oracle.py OPTIONAL_EXTRAS)
+    #   that the question never asks for, so the gold calls leave it out: generated tools have only required
+    #   parameters, and a warm start on them gave every listed parameter a value (BFCL's optional z, unit, gravity)
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "sft.steps", "an integer >= 0", self.steps)
+        checks.number(self.recovery, "sft.recovery", 0, 1)
+        checks.number(self.optional_extras, "sft.optional_extras", 0, 1)
         for role, n in self.role_steps.items():
             _require(role in ("planner", "executor", "flat"), f"sft.role_steps.{role}", "a role: planner, executor or flat",
                      role)

@@ -37,7 +37,8 @@ from cahl.train.dist import dist
 from cahl.train import checkpoint
 from cahl.train.checkpoint import checkpoint_to_resume
 from cahl.train.metrics import MetricsLogger
-from cahl.train.oracle import executor_examples, flat_example, oracle_subtasks, planner_example
+from cahl.train.oracle import (executor_examples, flat_example, oracle_subtasks, planner_example, recovery_examples,
+                               with_optional_extras)
 from cahl.train.update import grpo_step
 from cahl.types import Task
 
@@ -96,17 +97,30 @@ def ends_on_call(task: Task) -> bool:
     return make_env(task).ends_on_call
 
 
-def sft_pools(chat: ChatFormat, tasks: list[Task], roles, max_len: int) -> dict[str, list]:
-    """Oracle SFT examples per role; examples longer than max_len tokens are dropped (counted)."""
+def sft_pools(chat: ChatFormat, tasks: list[Task], roles, max_len: int, recovery: float = 0.0,
+              optional_extras: float = 0.0) -> dict[str, list]:
+    """Oracle SFT examples per role; examples longer than max_len tokens are dropped (counted). With
+    `recovery` (sft.recovery), that share of the generated tasks (chosen by task id) also gives the
+    hierarchy's recovery examples (oracle.recovery_examples); with `optional_extras`
+    (sft.optional_extras) the generated tasks' examples show unneeded optional parameters
+    (oracle.with_optional_extras)."""
     pools: dict[str, list] = {r: [] for r in roles}
-    for task in tasks:
-        once = ends_on_call(task)
+    for original in tasks:
+        env = make_env(original)
+        task = with_optional_extras(original, optional_extras) if original.source == "synth" else original
+        once = env.ends_on_call
         if "flat" in roles:
             pools["flat"].append(flat_example(chat, task, once))
         if "planner" in roles:
             pools["planner"].append(planner_example(chat, task, once))
         if "executor" in roles:
             pools["executor"] += executor_examples(chat, task, once)
+        if recovery and task.source == "synth" and random.Random(f"recovery:{task.id}").random() < recovery:
+            env.reset(original)
+            pair = recovery_examples(chat, task, env)
+            for role, example in zip(("planner", "executor"), pair or ()):
+                if role in roles:
+                    pools[role].append(example)
     kept = {r: [e for e in ex if len(e[0]) <= max_len] for r, ex in pools.items()}
     for role, ex in kept.items():
         dropped = len(pools[role]) - len(ex)

@@ -88,7 +88,8 @@ def sft_data(cfg, chat, roles) -> dict[str, list]:
     """The oracle SFT examples of the training pool, generated with sft.seed (not the run's seed)."""
     from cahl.train.loop import sft_pools, training_tasks
 
-    return sft_pools(chat, training_tasks(cfg, seed=cfg.sft.seed), roles, cfg.sft.max_len)
+    return sft_pools(chat, training_tasks(cfg, seed=cfg.sft.seed), roles, cfg.sft.max_len, cfg.sft.recovery,
+                     cfg.sft.optional_extras)
 
 
 def run_sft(cfg, roles: tuple[str, ...], pools: dict[str, list], folder: Path) -> dict:

@@ -54,6 +54,23 @@ def test_every_template_and_step_count_is_generated(tasks):
         assert t.source == "synth" and t.messages[0]["role"] == "user"
 
 
+def test_step_texts_say_each_call_in_the_questions_words_with_earlier_results_filled_in(tasks):
+    for task in tasks:
+        texts, question = task.meta["step_texts"], task.messages[0]["content"]
+        assert len(texts) == len(task.gold_calls), task.id
+        assert texts[0] in question, (task.id, texts[0])  # the first call reads only the question's values
+        for text, source in zip(texts, task.meta["sources"]):
+            assert text and "{" not in text, (task.id, text)
+            if not source:
+                assert text in question, (task.id, text)  # a call on the question's own values
+        for i, source in enumerate(task.meta["sources"]):
+            if texts[i].endswith("."):  # a tail instruction, as the question says it ("it": the value so far)
+                assert texts[i].lower() in question.lower(), (task.id, texts[i])
+                continue
+            for param, j in source.items():  # a core call on earlier results: their values, in words
+                assert render_result(task.meta["chain"][j]) in texts[i], (task.id, texts[i])
+
+
 def test_gold_chain_rerun_in_env_reproduces_every_value_and_the_answer(tasks):
     for task in tasks:
         observations = _replay(task)

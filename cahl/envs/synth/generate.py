@@ -16,7 +16,9 @@ phrased or named. A call never repeats a chain. Task ids hash the task's content
 
 meta: "steps" (calls in the chain), "chain" (each call's result, in order), "sources" (for each
 call, {parameter: index of the earlier call whose result it takes}; the chain's data flow, e.g.
-for deriving oracle sub-tasks), "template", "names" ("canonical" or "alias"). SynthEnv needs
+for deriving oracle sub-tasks), "step_texts" (each call in the question's words, earlier results
+filled in: "the city where Hugo Martin has an office", "the mean annual temperature (°C) of Paris",
+"Divide it by 2."; the oracle planner's thinks), "template", "names" ("canonical" or "alias"). SynthEnv needs
 nothing from meta: the offered tool names say which vocabulary a task uses.
 """
 
@@ -133,6 +135,7 @@ class Node:
     tool: str
     args: dict[str, Leaf | Node | Any]
     phrase: str
+    template: str = ""  # the phrasing chosen for this call, its inputs as {parameter} slots
 
 
 @dataclass(frozen=True)
@@ -172,9 +175,9 @@ def _grow(rng: random.Random, kind: str, steps: int, banned: str | None) -> Leaf
     split = rng.choice(_splits(op, steps))
     children = {p: _grow(rng, t, n, op.undoes) for (p, t), n in zip(op.inputs, split)}
     nested = any(isinstance(c, Node) for c in children.values())
-    phrase = (op.phrases[0] if nested else rng.choice(op.phrases)).format(
-        **{p: c.phrase for p, c in children.items()})
-    return Node(op.tool, _in_order(op.tool, {**children, **dict(op.fixed)}), phrase)
+    template = op.phrases[0] if nested else rng.choice(op.phrases)
+    phrase = template.format(**{p: c.phrase for p, c in children.items()})
+    return Node(op.tool, _in_order(op.tool, {**children, **dict(op.fixed)}), phrase, template)
 
 
 def _in_order(tool: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -258,6 +261,7 @@ class _Run:
     calls: list[ToolCall] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
     sources: list[dict[str, int]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # each call in words, earlier results filled in
 
 
 def _execute(expr: Leaf | Node, run: _Run) -> tuple[Any, int | None]:
@@ -266,12 +270,15 @@ def _execute(expr: Leaf | Node, run: _Run) -> tuple[Any, int | None]:
         return expr.value, None
     inputs = {p: _execute(a, run) for p, a in expr.args.items() if isinstance(a, (Leaf, Node))}
     constants = {p: a for p, a in expr.args.items() if p not in inputs}
-    return _call(run, expr.tool, constants, inputs)
+    text = expr.template.format(**{p: render_result(inputs[p][0]) if isinstance(a, Node) else a.phrase
+                                   for p, a in expr.args.items() if p in inputs})
+    return _call(run, expr.tool, constants, inputs, text)
 
 
 def _call(run: _Run, tool: str, constants: dict[str, Any],
-          inputs: dict[str, tuple[Any, int | None]]) -> tuple[Any, int]:
-    """Run one tool on constants and expression inputs (value, source call), recording it."""
+          inputs: dict[str, tuple[Any, int | None]], text: str) -> tuple[Any, int]:
+    """Run one tool on constants and expression inputs (value, source call), recording it and
+    `text`, the call in words."""
     args = _in_order(tool, {**constants, **{p: v for p, (v, _) in inputs.items()}})
     value = TOOLS[tool].fn(**args)
     given = [v for v, _ in inputs.values()]
@@ -280,6 +287,7 @@ def _call(run: _Run, tool: str, constants: dict[str, Any],
     run.calls.append(ToolCall(tool, args))
     run.values.append(value)
     run.sources.append({p: i for p, (_, i) in inputs.items() if i is not None})
+    run.texts.append(text)
     return value, len(run.calls) - 1
 
 
@@ -326,7 +334,7 @@ def _sample_problem(rng: random.Random, steps: int) -> _Problem | None:
     try:
         last = _execute(core, run)
         for ins in tail:
-            last = _call(run, ins.tool, ins.constants, {ins.input: last})
+            last = _call(run, ins.tool, ins.constants, {ins.input: last}, ins.sentence)
     except _Degenerate:
         return None
     template = ("combine" if _joins(core) else "lookup") + ("+compute" if tail else "")
@@ -417,7 +425,7 @@ def _task(rng: random.Random, problem: _Problem, n_distractors: int, unseen: boo
     return Task(id=f"synth-{_digest(content)[:16]}", source="synth",
                 messages=[{"role": "user", "content": problem.question}], tools=tools,
                 gold_calls=gold, gold_answer=answer, split=split, category=f"steps-{steps}",
-                meta={"steps": steps, "chain": run.values, "sources": sources,
+                meta={"steps": steps, "chain": run.values, "sources": sources, "step_texts": run.texts,
                       "template": problem.template,
                       "names": "renamed" if rename is not None else "alias" if unseen else "canonical",
                       **({"shown": offered} if rename is not None else {})})
