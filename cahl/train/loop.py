@@ -93,10 +93,6 @@ def shuffled_tools(task: Task, seed: int) -> Task:
     return replace(task, tools=tools)
 
 
-def ends_on_call(task: Task) -> bool:
-    return make_env(task).ends_on_call
-
-
 def sft_pools(chat: ChatFormat, tasks: list[Task], roles, max_len: int, recovery: float = 0.0,
               optional_extras: float = 0.0) -> dict[str, list]:
     """Oracle SFT examples per role; examples longer than max_len tokens are dropped (counted). With
@@ -115,8 +111,8 @@ def sft_pools(chat: ChatFormat, tasks: list[Task], roles, max_len: int, recovery
             pools["planner"].append(planner_example(chat, task, once))
         if "executor" in roles:
             pools["executor"] += executor_examples(chat, task, once)
-        if recovery and task.source == "synth" and random.Random(f"recovery:{task.id}").random() < recovery:
-            env.reset(original)
+        if recovery and original.source == "synth" and random.Random(f"recovery:{original.id}").random() < recovery:
+            env.reset(original)  # the environment knows the task's own tools, not the examples' extras
             pair = recovery_examples(chat, task, env)
             for role, example in zip(("planner", "executor"), pair or ()):
                 if role in roles:

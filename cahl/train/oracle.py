@@ -1,7 +1,8 @@
 """Oracle decompositions (DESIGN §5) and the SFT examples built from them.
 
 One sub-task per ground-truth call, rendered from the call and the tool's description with every
-value included. For generated tasks the results of earlier calls are known (meta["chain"]), so
+value included; the planner's think before it says the step in the question's words where the task
+has them (a generated task's meta["step_texts"]), else the tools it calls. For generated tasks the results of earlier calls are known (meta["chain"]), so
 later sub-tasks carry them, exactly what a planner that read the executor's <result> would write.
 Examples are laid out token by token the way the rollout lays out a trajectory (same prompts,
 same turn glue), so SFT trains the exact format GRPO will sample.
