@@ -125,6 +125,11 @@ def _planner_turn(k: int, n: int, step: list[ToolCall], text: str | None = None)
     return f"<think>Step {k} of {n}: {about}.</think>\n<subtask>{_step_text(step)}</subtask>"
 
 
+def _executor_call_turn(calls: list[ToolCall]) -> str:
+    names = ", ".join(dict.fromkeys(c.name for c in calls))
+    return f"<think>Use {names}.</think>\n<tool_call>\n{format_calls(calls)}\n</tool_call>"
+
+
 def executor_examples(chat: ChatFormat, task: Task, ends_on_call: bool):
     """Each sub-task's calls copied with their values and types; with tools that run, the result
     after the observation."""
@@ -133,8 +138,7 @@ def executor_examples(chat: ChatFormat, task: Task, ends_on_call: bool):
     results = _results(task)
     for k, calls in enumerate(steps):
         sub = _step_text(calls)
-        names = ", ".join(dict.fromkeys(c.name for c in calls))
-        call_turn = f"<think>Use {names}.</think>\n<tool_call>\n{format_calls(calls)}\n</tool_call>"
+        call_turn = _executor_call_turn(calls)
         if ends_on_call:
             turns = [(call_turn, None)]
         else:
@@ -205,8 +209,7 @@ def recovery_examples(chat: ChatFormat, task: Task, env) -> tuple[tuple, tuple] 
         return None
     error = error_line(obs.content)
     planner = planner_example(chat, task, mistake=(call, error))
-    turns = [(f"<think>Use {call.name}.</think>\n<tool_call>\n{format_calls([call])}\n</tool_call>",
-              render_observations([obs])),
+    turns = [(_executor_call_turn([call]), render_observations([obs])),
              (f"<think>It failed.</think>\n<result>{error}</result>", None)]
     executor = build_example(chat, "executor", task.tools, subtask_dialogue(_step_text([call])), turns)
     return planner, executor
